@@ -1,0 +1,81 @@
+"""spokenstyle.viz and spokenstyle.widgets: grids, curves, animations, the static-friendly switcher."""
+
+from __future__ import annotations
+
+import io
+
+import matplotlib
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torchvision.utils import make_grid
+
+from spokenstyle import viz, widgets
+from spokenstyle.train import History
+
+
+def test_image_grid_matches_torchvision_and_maps_value_ranges():
+    images = torch.rand(6, 3, 8, 8)
+    grid = viz.image_grid(images, nrow=3)
+    expected = make_grid(images, nrow=3, padding=2, pad_value=1.0).permute(1, 2, 0).numpy()
+    assert grid.shape == expected.shape and grid.dtype == np.uint8
+    assert np.abs(grid / 255.0 - expected).max() <= 0.5 / 255 + 1e-6
+    tanh_images = images * 2 - 1
+    assert np.array_equal(viz.image_grid(tanh_images, nrow=3, value_range=(-1, 1)), grid)
+
+
+@pytest.mark.parametrize("bad,error", [
+    (torch.rand(2, 4, 8, 8), ValueError),
+    (torch.rand(8), ValueError),
+    ("picture.png", TypeError),
+    ([], ValueError),
+])
+def test_image_grid_rejects_what_is_not_images(bad, error):
+    with pytest.raises(error):
+        viz.image_grid(bad)
+
+
+def test_show_grid_and_plot_history_draw():
+    ax = viz.show_grid([torch.rand(3, 8, 8), torch.rand(3, 8, 8)], title="two")
+    assert ax.get_title() == "two" and len(ax.images) == 1
+    h = History()
+    for step in range(1, 21):
+        h.record(step, {"loss_D": 1.0 / step, "loss_G": step / 20})
+    ax = viz.plot_history(h, smooth=5)
+    assert {t.get_text() for t in ax.get_legend().get_texts()} == {"loss_D", "loss_G"}
+    with pytest.raises(KeyError, match="history has no"):
+        viz.plot_history(h, ["loss_X"])
+    matplotlib.pyplot.close("all")
+
+
+def test_animate_embeds_every_frame_in_html():
+    frames = [np.full((4, 4), i, dtype=float) for i in range(3)]
+    html = viz.animate(frames, lambda ax, frame, i: ax.imshow(frame, vmin=0, vmax=2), interval=50)
+    assert html.data.count("data:image/png;base64") == 3
+    with pytest.raises(ValueError, match="at least one frame"):
+        viz.animate([], lambda ax, f, i: None)
+
+
+def test_to_png_round_trips_pixels():
+    image = torch.rand(3, 5, 7)
+    decoded = np.asarray(Image.open(io.BytesIO(widgets.to_png(image))))
+    assert decoded.shape == (5, 7, 3)
+    assert np.abs(decoded / 255.0 - image.permute(1, 2, 0).numpy()).max() <= 0.5 / 255 + 1e-6
+    big = Image.open(io.BytesIO(widgets.to_png(image, scale=3)))
+    assert big.size == (21, 15)
+    with pytest.raises(ValueError, match="expected one image"):
+        widgets.to_png(torch.rand(2, 3, 4, 4))
+
+
+def test_image_switcher_links_buttons_and_pictures_in_the_browser():
+    import ipywidgets
+
+    box = widgets.image_switcher({"flat": torch.rand(3, 8, 8), "neon": torch.rand(3, 8, 8)})
+    buttons, stack = box.children
+    assert list(buttons.options) == ["flat", "neon"] and len(stack.children) == 2
+    # the link lives in the browser (saved with the widget state), not in a Python callback
+    assert box.link.source == (buttons, "index") and box.link.target == (stack, "selected_index")
+    assert type(box.link).__name__ == "Link"
+    with pytest.raises(ValueError, match="at least one image"):
+        widgets.image_switcher({})

@@ -1,0 +1,36 @@
+"""The spokenstyle command line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from spokenstyle import cli
+
+
+def test_info_prints_runtime_and_budgets(capsys):
+    assert cli.main(["info", "--device", "cpu", "--profile", "fast"]) == 0
+    out = capsys.readouterr().out
+    assert "profile=fast" in out and '"demo"' in out
+
+
+def test_unknown_model_is_a_clear_error():
+    with pytest.raises(SystemExit, match="unknown model 'nope'"):
+        cli.main(["train", "nope", "--device", "cpu"])
+
+
+def test_bad_device_is_reported_not_raised(capsys):
+    assert cli.main(["info", "--device", "gpu"]) == 2
+    assert "unknown device 'gpu'" in capsys.readouterr().err
+
+
+def test_every_recipe_resolves_to_a_function():
+    for name in cli.RECIPES:
+        assert callable(cli._recipe(name)), name
+
+
+def test_module_entry_point_runs():
+    proc = subprocess.run([sys.executable, "-m", "spokenstyle", "checkpoints"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr

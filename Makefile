@@ -28,8 +28,10 @@ $(ENV_STAMP): requirements-ci.txt pyproject.toml
 	@echo "== env: creating $(VENV) (pinned CI requirements, then pip install -e .[book,test])"
 	@start=$$(date +%s); \
 	[ -x $(VENV)/bin/python ] || $(BOOTSTRAP_PYTHON) -m venv $(VENV); \
-	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-ci.txt; \
-	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-build-isolation -e '.[book,test]'; \
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-ci.txt 2>&1 \
+	  | { grep -v "^WARNING: Location 'file:" || true; }; \
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-build-isolation -e '.[book,test]' 2>&1 \
+	  | { grep -v "^WARNING: Location 'file:" || true; }; \
 	bash tools/install-browser.sh; \
 	echo "== env: $$(( $$(date +%s) - start )) s, venv $$(du -sh $(VENV) | cut -f1)"
 	@touch $@

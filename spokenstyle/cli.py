@@ -26,7 +26,11 @@ from . import checkpoints, runtime
 __all__ = ["RECIPES", "main", "command_line"]
 
 # model name -> "module:function"; imported only when asked, so `spokenstyle info` stays fast
-RECIPES: dict[str, str] = {}
+RECIPES: dict[str, str] = {
+    "features": "spokenstyle.models.features:train",
+    "dcgan": "spokenstyle.models.dcgan:train",
+    "captioner": "spokenstyle.captioning:train",  # chapter 6: S, T, the paired upper bound and the instruments
+}
 
 
 def command_line() -> str:

@@ -12,10 +12,10 @@ d2l's ``update_D`` / ``update_G`` split)::
         z = torch.randn(real.shape[0], nz, device=t.device)
         with t.autocast():
             fake = G(z)
-            loss_d = losses.d_nonsaturating(D(real), D(fake.detach()))   # update_D: detached fakes
+            loss_d = losses.nonsaturating_d_loss(D(real), D(fake.detach()))  # update_D: detached fakes
         t.optimize("D", loss_d)
         with t.autocast():
-            loss_g = losses.g_nonsaturating(D(fake))                     # update_G
+            loss_g = losses.nonsaturating_g_loss(D(fake))                    # update_G
         t.optimize("G", loss_g)
         return {"loss_D": loss_d, "loss_G": loss_g}
 

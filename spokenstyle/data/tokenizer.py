@@ -1,0 +1,161 @@
+"""The caption tokenizer: a word-level ``tokenizers`` model built offline from both grammars.
+
+Why word level: the grammars have a closed vocabulary of a few hundred words, so one token per
+word keeps sequences short and every token readable (a captioner's output can be inspected
+token by token). Words keep their case and inner apostrophes ("There", "chillin'");
+punctuation and the clitic "'s" are split off ("it's" is "it" + "'s"). Spaces are encoded the SentencePiece way (a word token starts with
+"▁" when a space precedes it), so ``decode(encode(text)) == text`` exactly for every caption
+the grammars produce.
+
+Special tokens: ``<pad>`` (id 0), ``<bos>``, ``<eos>``, ``<unk>``, and the register tokens
+``<formal>`` and ``<spoken>`` that a conditional captioner can be prompted with.
+
+The shipped file is ``data/tokenizer.json``; :func:`build_tokenizer` makes it again from the
+grammars (deterministically: a fixed corpus, ties in the vocabulary broken alphabetically), and
+a test checks that the committed file equals a fresh build.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+
+from .captions import REGISTERS, caption, lexicon_words
+from .scenes import sample_scenes
+
+__all__ = [
+    "SPECIAL_TOKENS",
+    "PAD_ID",
+    "build_tokenizer",
+    "load_tokenizer",
+    "tokenizer_path",
+    "encode",
+    "decode",
+    "encode_batch",
+    "decode_batch",
+]
+
+SPECIAL_TOKENS: tuple[str, ...] = ("<pad>", "<bos>", "<eos>", "<unk>", "<formal>", "<spoken>")
+PAD_ID, BOS_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
+_CORPUS_SCENES = 1000  # scenes per register in the build corpus (the lexicon is added in full)
+_FILE = "tokenizer.json"
+
+
+def _pre_tokenizer() -> pre_tokenizers.PreTokenizer:
+    return pre_tokenizers.Sequence([
+        pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first"),
+        pre_tokenizers.Split(Regex(r"'s\b|[^\w'▁\-]"), behavior="isolated"),  # punctuation and 's alone
+    ])
+
+
+def _corpus() -> list[str]:
+    """Captions of both registers for a fixed range of scene seeds (each also with its first letter
+    in the other case), plus every lexicon word."""
+    specs = sample_scenes(torch.arange(_CORPUS_SCENES)).specs()
+    texts = [caption(s, reg, k) for reg in REGISTERS for k, s in enumerate(specs)]
+    texts += [t[0].swapcase() + t[1:] for t in texts]  # every first word in both cases
+    words = lexicon_words()
+    texts.append(" ".join(words))
+    texts.append(" ".join(w.capitalize() for w in words))
+    return texts
+
+
+def build_tokenizer() -> Tokenizer:
+    """Builds the word-level tokenizer from the grammars (deterministic)."""
+    pre = _pre_tokenizer()
+    counts: dict[str, int] = {}
+    for text in _corpus():
+        for piece, _ in pre.pre_tokenize_str(text):
+            counts[piece] = counts.get(piece, 0) + 1
+    # frequent words first, ties alphabetically: the same vocabulary on every machine
+    vocab_words = sorted(counts, key=lambda w: (-counts[w], w))
+    vocab = {tok: i for i, tok in enumerate(SPECIAL_TOKENS)}
+    for w in vocab_words:
+        vocab.setdefault(w, len(vocab))
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre
+    tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="first")
+    tok.add_special_tokens(list(SPECIAL_TOKENS))
+    return tok
+
+
+def tokenizer_path() -> Path:
+    """Where the shipped tokenizer lives: ``data_dir() / "tokenizer.json"``."""
+    from ..runtime import data_dir
+
+    return data_dir() / _FILE
+
+
+def save_tokenizer(path: str | Path | None = None) -> Path:
+    """Builds the tokenizer and writes it (pretty-printed JSON) to ``path`` (default: shipped file)."""
+    path = Path(path) if path is not None else tokenizer_path()
+    text = json.dumps(json.loads(build_tokenizer().to_str()), indent=1, ensure_ascii=False, sort_keys=True)
+    path.write_text(text + "\n", encoding="utf-8")
+    return path
+
+
+@lru_cache(maxsize=4)
+def load_tokenizer(path: str | None = None) -> Tokenizer:
+    """The shipped tokenizer (or the one at ``path``)."""
+    p = Path(path) if path is not None else tokenizer_path()
+    if not p.is_file():
+        raise FileNotFoundError(f"no tokenizer at {p}; build it with "
+                                "`python -m spokenstyle.data.tokenizer` (writes data/tokenizer.json)")
+    return Tokenizer.from_file(str(p))
+
+
+def _register_id(register: str | None, tok: Tokenizer) -> list[int]:
+    if register is None:
+        return []
+    if register not in REGISTERS:
+        raise ValueError(f"unknown register {register!r}; expected one of {REGISTERS} or None")
+    return [tok.token_to_id(f"<{register}>")]
+
+
+def encode(text: str, register: str | None = None, *, special: bool = True,
+           tokenizer: Tokenizer | None = None) -> list[int]:
+    """Token ids of ``text``: ``[<bos>, <register>?, words..., <eos>]`` (no specials if ``special=False``)."""
+    if not isinstance(text, str):
+        raise TypeError(f"encode expects a string, got {type(text).__name__}")
+    tok = tokenizer or load_tokenizer()
+    ids = tok.encode(text, add_special_tokens=False).ids
+    return [BOS_ID, *_register_id(register, tok), *ids, EOS_ID] if special else ids
+
+
+def decode(ids: Sequence[int] | torch.Tensor, *, tokenizer: Tokenizer | None = None) -> str:
+    """Text of token ids; special tokens are dropped and decoding stops at the first ``<eos>``."""
+    tok = tokenizer or load_tokenizer()
+    ids = ids.tolist() if isinstance(ids, torch.Tensor) else list(ids)
+    if EOS_ID in ids:
+        ids = ids[: ids.index(EOS_ID)]
+    return tok.decode(ids, skip_special_tokens=True)
+
+
+def encode_batch(texts: Sequence[str], register: str | None = None, *, max_len: int | None = None,
+                 tokenizer: Tokenizer | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Padded ids (B, T) int64 and a mask (B, T) bool of real tokens; ``max_len`` truncates
+    (keeping the final ``<eos>``)."""
+    seqs = [encode(t, register, tokenizer=tokenizer) for t in texts]
+    if max_len is not None:
+        if max_len < 2:
+            raise ValueError(f"max_len must be at least 2 (<bos> and <eos>), got {max_len}")
+        seqs = [s if len(s) <= max_len else s[: max_len - 1] + [EOS_ID] for s in seqs]
+    T = max((len(s) for s in seqs), default=0)
+    ids = torch.full((len(seqs), T), PAD_ID, dtype=torch.int64)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = torch.tensor(s)
+    return ids, ids != PAD_ID
+
+
+def decode_batch(ids: torch.Tensor, *, tokenizer: Tokenizer | None = None) -> list[str]:
+    """:func:`decode` for every row of a (B, T) tensor."""
+    return [decode(row, tokenizer=tokenizer) for row in ids]
+
+
+if __name__ == "__main__":
+    print(f"wrote {save_tokenizer()}")

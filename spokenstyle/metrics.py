@@ -1,0 +1,363 @@
+"""How good are generated pictures? Distances between sets of features, always beside a baseline.
+
+A GAN metric compares two *sets* of images through a feature extractor: every image becomes a
+vector, and the metric compares the two clouds of vectors. The book's extractor is a small
+classifier trained on real ShapeScenes renders only (:mod:`spokenstyle.models.features`), so
+"feature space" means "what tells ShapeScenes' attributes and styles apart". Inception-v3
+features (the "I" in FID) would need a download and know nothing about our shapes; so we call
+our number **FD** (Fréchet distance), never FID, and it is not comparable with published FIDs.
+
+The metrics:
+
+* :func:`frechet_distance` (FD, Heusel et al. 2017): fit a Gaussian to each set and take the
+  Fréchet (2-Wasserstein) distance between them,
+  ``|μ_a - μ_b|² + tr(Σ_a + Σ_b - 2 (Σ_a Σ_b)^½)``. Biased upwards for finite sets: two sets
+  drawn from the *same* distribution score above 0.
+* :func:`kid` (KID, Bińkowski et al. 2018): the unbiased estimate of the squared maximum mean
+  discrepancy with the cubic polynomial kernel ``k(x, y) = (x·y / d + 1)³``, averaged over
+  random subsets. Unbiased: about 0 (and sometimes negative) for two sets of one distribution.
+* :func:`prdc` (Naeem et al. 2020, k = 5): *precision* (fraction of fakes inside the real
+  manifold: quality), *recall* (fraction of reals inside the fake manifold: diversity),
+  *density* and *coverage* (their outlier-robust versions). A manifold is the union of balls
+  around each sample with radius its distance to its k-th nearest neighbour.
+
+A number alone says little: a finite sample of *real* images also has FD > 0 and precision < 1
+against another. So every metric is reported beside its **real-vs-real baseline**: the same
+metric between two independent real sets of the same size (:func:`compare_to_baseline`).
+
+References:
+    Heusel et al. 2017, "GANs Trained by a Two Time-Scale Update Rule Converge to a Local Nash
+    Equilibrium", https://arxiv.org/abs/1706.08500 (FID)
+    Bińkowski et al. 2018, "Demystifying MMD GANs", https://arxiv.org/abs/1801.01401 (KID)
+    Kynkäänniemi et al. 2019, "Improved Precision and Recall Metric for Assessing Generative
+    Models", https://arxiv.org/abs/1904.06991
+    Naeem et al. 2020, "Reliable Fidelity and Diversity Metrics for Generative Models",
+    https://arxiv.org/abs/2002.09797 (density and coverage)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+__all__ = [
+    "frechet_distance_gaussians",
+    "frechet_distance",
+    "mmd2_unbiased",
+    "kid",
+    "prdc",
+    "METRICS",
+    "Comparison",
+    "BaselineReport",
+    "compare_to_baseline",
+    "evaluate_images",
+]
+
+
+def _features(x: torch.Tensor | np.ndarray, name: str, *, min_rows: int = 2) -> torch.Tensor:
+    """(N, D) float64 CPU tensor, or a clear error."""
+    if isinstance(x, np.ndarray):
+        x = torch.from_numpy(x)
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be an (N, D) tensor or array of features, got {type(x).__name__}")
+    if x.dim() != 2:
+        raise ValueError(f"{name} must be an (N, D) matrix of features (one row per image), got shape {tuple(x.shape)}")
+    if x.shape[0] < min_rows:
+        raise ValueError(f"{name} has {x.shape[0]} rows; this metric needs at least {min_rows}")
+    x = x.detach().to("cpu", torch.float64)
+    if not torch.isfinite(x).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return x
+
+
+def _same_dim(a: torch.Tensor, b: torch.Tensor) -> None:
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"the two feature sets have different dimensions: {a.shape[1]} and {b.shape[1]}")
+
+
+# -- Fréchet distance --------------------------------------------------------------------------
+
+def _sqrt_psd(matrix: torch.Tensor) -> torch.Tensor:
+    """The symmetric square root of a symmetric positive semi-definite matrix (eigenvalues < 0
+    from rounding are clipped to 0)."""
+    values, vectors = torch.linalg.eigh(matrix)
+    return (vectors * values.clamp_min(0).sqrt()) @ vectors.T
+
+
+def frechet_distance_gaussians(mu_a: torch.Tensor, sigma_a: torch.Tensor,
+                               mu_b: torch.Tensor, sigma_b: torch.Tensor) -> float:
+    """The Fréchet (2-Wasserstein) distance, squared, between N(μ_a, Σ_a) and N(μ_b, Σ_b):
+    ``|μ_a - μ_b|² + tr Σ_a + tr Σ_b - 2 tr (Σ_a^½ Σ_b Σ_a^½)^½``.
+
+    ``tr (Σ_a Σ_b)^½`` equals ``tr (Σ_a^½ Σ_b Σ_a^½)^½`` (same eigenvalues), and the second
+    form is a symmetric matrix, so a symmetric eigendecomposition computes it stably; there is
+    no complex square root to take the real part of.
+    """
+    mu_a, mu_b = (torch.as_tensor(m, dtype=torch.float64).flatten() for m in (mu_a, mu_b))
+    sigma_a, sigma_b = (torch.as_tensor(s, dtype=torch.float64) for s in (sigma_a, sigma_b))
+    d = mu_a.numel()
+    if mu_b.numel() != d or sigma_a.shape != (d, d) or sigma_b.shape != (d, d):
+        raise ValueError(f"shapes do not fit: mu {tuple(mu_a.shape)} / {tuple(mu_b.shape)}, "
+                         f"sigma {tuple(sigma_a.shape)} / {tuple(sigma_b.shape)}; expected (D,) and (D, D)")
+    root_a = _sqrt_psd(sigma_a)
+    middle = root_a @ sigma_b @ root_a
+    middle = (middle + middle.T) / 2  # symmetric up to rounding; make it exactly so
+    tr_sqrt = torch.linalg.eigvalsh(middle).clamp_min(0).sqrt().sum()
+    value = (mu_a - mu_b).square().sum() + sigma_a.trace() + sigma_b.trace() - 2 * tr_sqrt
+    return float(value.clamp_min(0))
+
+
+def frechet_distance(features_a: torch.Tensor | np.ndarray, features_b: torch.Tensor | np.ndarray) -> float:
+    """FD between two feature sets (N_a, D) and (N_b, D): each set's mean and unbiased
+    covariance (divided by N - 1, as torchmetrics' FID), then :func:`frechet_distance_gaussians`.
+
+    FD of a set with itself is 0; FD of two finite samples of one distribution is > 0 (it is
+    biased by about tr Σ / N per set), hence the real-vs-real baseline.
+    """
+    a = _features(features_a, "features_a")
+    b = _features(features_b, "features_b")
+    _same_dim(a, b)
+    return frechet_distance_gaussians(a.mean(0), torch.cov(a.T).reshape(a.shape[1], a.shape[1]),
+                                      b.mean(0), torch.cov(b.T).reshape(b.shape[1], b.shape[1]))
+
+
+# -- KID ---------------------------------------------------------------------------------------
+
+def _poly_kernel(x: torch.Tensor, y: torch.Tensor, degree: int, gamma: float | None, coef: float) -> torch.Tensor:
+    gamma = 1.0 / x.shape[1] if gamma is None else gamma
+    return (x @ y.T * gamma + coef) ** degree
+
+
+def mmd2_unbiased(x: torch.Tensor, y: torch.Tensor, *, degree: int = 3, gamma: float | None = None,
+                  coef: float = 1.0) -> float:
+    """Unbiased MMD² between two feature sets with the polynomial kernel ``(γ x·y + coef)^degree``
+    (γ = 1/D by default): the mean kernel within each set without its diagonal, minus twice the
+    mean kernel across the sets (Bińkowski et al. 2018, eq. 3)."""
+    x = _features(x, "x")
+    y = _features(y, "y")
+    _same_dim(x, y)
+    m, n = x.shape[0], y.shape[0]
+    k_xx = _poly_kernel(x, x, degree, gamma, coef)
+    k_yy = _poly_kernel(y, y, degree, gamma, coef)
+    k_xy = _poly_kernel(x, y, degree, gamma, coef)
+    within_x = (k_xx.sum() - k_xx.diagonal().sum()) / (m * (m - 1))
+    within_y = (k_yy.sum() - k_yy.diagonal().sum()) / (n * (n - 1))
+    return float(within_x + within_y - 2 * k_xy.mean())
+
+
+def kid(features_a: torch.Tensor | np.ndarray, features_b: torch.Tensor | np.ndarray, *, subsets: int = 10,
+        subset_size: int = 1000, degree: int = 3, gamma: float | None = None, coef: float = 1.0,
+        seed: int = 0) -> tuple[float, float]:
+    """KID: :func:`mmd2_unbiased` averaged over ``subsets`` random subsets of ``subset_size``
+    rows of each set (as torchmetrics' ``KernelInceptionDistance``); returns (mean, std).
+
+    ``subset_size`` larger than a set is reduced to the smaller set's size. Subsets are drawn
+    from a generator seeded with ``seed``, so the result is deterministic.
+    """
+    a = _features(features_a, "features_a")
+    b = _features(features_b, "features_b")
+    _same_dim(a, b)
+    if not isinstance(subsets, int) or subsets < 1:
+        raise ValueError(f"subsets must be a positive int, got {subsets!r}")
+    if not isinstance(subset_size, int) or subset_size < 2:
+        raise ValueError(f"subset_size must be an int >= 2, got {subset_size!r}")
+    size = min(subset_size, a.shape[0], b.shape[0])
+    rng = torch.Generator().manual_seed(seed)
+    scores = []
+    for _ in range(subsets):
+        ia = torch.randperm(a.shape[0], generator=rng)[:size]
+        ib = torch.randperm(b.shape[0], generator=rng)[:size]
+        scores.append(mmd2_unbiased(a[ia], b[ib], degree=degree, gamma=gamma, coef=coef))
+    values = torch.tensor(scores, dtype=torch.float64)
+    return float(values.mean()), float(values.std(unbiased=False))
+
+
+# -- precision, recall, density, coverage ------------------------------------------------------
+
+def _kth_neighbour_radius(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Distance from each row to its k-th nearest *other* row, (N,)."""
+    d = torch.cdist(x, x)  # (N, N), 0 on the diagonal
+    return d.kthvalue(k + 1, dim=1).values  # the +1 skips the point itself
+
+
+def prdc(real: torch.Tensor | np.ndarray, fake: torch.Tensor | np.ndarray, *, k: int = 5) -> dict[str, float]:
+    """Precision, recall, density and coverage of ``fake`` against ``real`` (Naeem et al. 2020).
+
+    With B(x, r) the ball around x whose radius r is x's distance to its k-th nearest
+    neighbour in its own set:
+
+    * precision = fraction of fakes inside ∪ B(real_i)       (are fakes realistic?)
+    * recall    = fraction of reals inside ∪ B(fake_j)       (do fakes cover the reals?)
+    * density   = mean over fakes of (number of real balls containing it) / k   (can exceed 1)
+    * coverage  = fraction of reals whose own ball contains at least one fake
+
+    Identical sets give precision = recall = coverage = 1; sets far apart give 0 for all four.
+    """
+    real = _features(real, "real", min_rows=k + 1)
+    fake = _features(fake, "fake", min_rows=k + 1)
+    _same_dim(real, fake)
+    if not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be a positive int, got {k!r}")
+    r_real = _kth_neighbour_radius(real, k)  # (N,)
+    r_fake = _kth_neighbour_radius(fake, k)  # (M,)
+    d = torch.cdist(real, fake)  # (N, M)
+    inside_real = d <= r_real[:, None]  # fake j inside real ball i
+    precision = inside_real.any(dim=0).double().mean()
+    recall = (d <= r_fake[None, :]).any(dim=1).double().mean()
+    density = inside_real.double().sum(dim=0).mean() / k
+    coverage = (d.min(dim=1).values <= r_real).double().mean()
+    return {"precision": float(precision), "recall": float(recall),
+            "density": float(density), "coverage": float(coverage)}
+
+
+# -- beside the baseline -----------------------------------------------------------------------
+
+def _fd(a, b):
+    return {"FD": frechet_distance(a, b)}
+
+
+def _kid(a, b):
+    return {"KID": kid(a, b)[0]}
+
+
+def _prdc(a, b):
+    return prdc(a, b, k=5)
+
+
+# name -> function(real_features, other_features) -> {metric: value}; what compare_to_baseline runs
+METRICS: dict[str, Callable[[torch.Tensor, torch.Tensor], dict[str, float]]] = {
+    "fd": _fd,
+    "kid": _kid,
+    "prdc": _prdc,
+}
+_HIGHER_IS_BETTER = {"FD": False, "KID": False, "precision": True, "recall": True, "density": True,
+                     "coverage": True, "confident": True}
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One metric for (real_a vs fake) beside the same metric for (real_a vs real_b)."""
+
+    name: str
+    fake: float
+    baseline: float
+
+    @property
+    def higher_is_better(self) -> bool:
+        return _HIGHER_IS_BETTER.get(self.name, False)
+
+    @property
+    def ratio(self) -> float:
+        """fake / baseline: 1 means as good as another real sample (for FD: ≤ 3 is our target)."""
+        return self.fake / self.baseline if self.baseline != 0 else float("inf")
+
+    def __str__(self) -> str:
+        arrow = "↑" if self.higher_is_better else "↓"
+        return f"{self.name} {arrow} {self.fake:.4g} (real vs real: {self.baseline:.4g})"
+
+
+@dataclass
+class BaselineReport:
+    """Every metric against the real-vs-real baseline; ``str(report)`` is a table."""
+
+    comparisons: dict[str, Comparison] = field(default_factory=dict)
+    label: str = "fake"
+    n: int = 0
+
+    def __getitem__(self, name: str) -> Comparison:
+        return self.comparisons[name]
+
+    def as_dict(self, prefix: str = "") -> dict[str, float]:
+        """Flat numbers for manifests and ``runtime.report``: ``fd``, ``fd_real_vs_real``, ..."""
+        out: dict[str, float] = {}
+        for name, c in self.comparisons.items():
+            key = prefix + name.lower()
+            out[key] = c.fake
+            out[key + "_real_vs_real"] = c.baseline
+        return out
+
+    def __str__(self) -> str:
+        width = max(len(self.label), 8)
+        lines = [f"{'metric':<12}{self.label:>{width}}  {'real vs real':>12}   (n = {self.n} per set)"]
+        for name, c in self.comparisons.items():
+            arrow = "↑" if c.higher_is_better else "↓"
+            lines.append(f"{name + ' ' + arrow:<12}{c.fake:>{width}.4g}  {c.baseline:>12.4g}")
+        return "\n".join(lines)
+
+    def _repr_pretty_(self, printer, cycle) -> None:  # IPython shows the table
+        printer.text(str(self))
+
+
+def compare_to_baseline(real_a: torch.Tensor | np.ndarray, real_b: torch.Tensor | np.ndarray,
+                        fake: torch.Tensor | np.ndarray, *, metrics: Sequence[str] = ("fd", "kid", "prdc"),
+                        label: str = "fake") -> BaselineReport:
+    """Each metric for (real_a vs fake) and for (real_a vs real_b), side by side.
+
+    Args:
+        real_a: features of real images, the reference set (N, D).
+        real_b: features of *other* real images, independent of real_a, same size as ``fake``:
+            the baseline says what a perfect generator would score with this many samples.
+        fake: features of generated images (N, D).
+        metrics: names from :data:`METRICS`: ``"fd"``, ``"kid"``, ``"prdc"`` (four numbers).
+        label: the column title for ``fake`` (e.g. ``"DCGAN"``).
+    """
+    real_a = _features(real_a, "real_a")
+    real_b = _features(real_b, "real_b")
+    fake = _features(fake, "fake")
+    _same_dim(real_a, fake)
+    _same_dim(real_a, real_b)
+    if real_b.shape[0] != fake.shape[0]:
+        raise ValueError(f"real_b has {real_b.shape[0]} rows and fake {fake.shape[0]}: the baseline is only "
+                         "comparable with the same number of samples")
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown:
+        raise ValueError(f"unknown metrics {unknown}; choose from {sorted(METRICS)}")
+    report = BaselineReport(label=label, n=int(fake.shape[0]))
+    for name in metrics:
+        on_fake = METRICS[name](real_a, fake)
+        on_real = METRICS[name](real_a, real_b)
+        for key in on_fake:
+            report.comparisons[key] = Comparison(key, on_fake[key], on_real[key])
+    return report
+
+
+def evaluate_images(fake: torch.Tensor, *, style: str | int | None = None, extractor=None,
+                    label: str = "fake", real: tuple[torch.Tensor, torch.Tensor] | None = None) -> BaselineReport:
+    """Every metric for generated images, beside the real-vs-real baseline, in one call.
+
+    Renders two held-out real sets of ``len(fake)`` scenes each (splits ``a`` and ``b`` of
+    :func:`spokenstyle.models.features.real_renders`, in ``style``, or all styles when None) at
+    the fakes' size, embeds all three with the feature extractor, and reports FD, KID, PRDC
+    (k = 5) and **confident**: the fraction of images whose classifier confidence (the smaller
+    of its style and object-count probabilities, :func:`spokenstyle.models.features.confidence`)
+    is at least 0.9 (real_b's fraction is its baseline).
+
+    Args:
+        fake: (N, 3, H, W) generated images in [0, 1] (convert tanh outputs with
+            :func:`spokenstyle.models.dcgan.to_unit_range`).
+        style: the style the generator was trained on, or None for all styles.
+        extractor: a :class:`~spokenstyle.models.features.FeatureNet`; default the shipped
+            ``"features"`` checkpoint.
+        real: (real_a, real_b) images to use instead of rendering them (same size as ``fake``).
+    """
+    from .models import features as feat
+
+    if not isinstance(fake, torch.Tensor) or fake.dim() != 4 or fake.shape[1] != 3:
+        raise ValueError(f"fake must be (N, 3, H, W) images in [0, 1], got "
+                         f"{tuple(fake.shape) if isinstance(fake, torch.Tensor) else type(fake).__name__}")
+    n, size = fake.shape[0], fake.shape[-1]
+    if extractor is None:
+        extractor = feat.feature_extractor(weights="features")
+    if real is None:
+        real = (feat.real_renders(n, split="a", style=style, size=size)[0],
+                feat.real_renders(n, split="b", style=style, size=size)[0])
+    f_fake, c_fake = feat.extract_features(extractor, fake, with_confidence=True)
+    f_a = feat.extract_features(extractor, real[0])
+    f_b, c_b = feat.extract_features(extractor, real[1], with_confidence=True)
+    report = compare_to_baseline(f_a, f_b, f_fake, label=label)
+    report.comparisons["confident"] = Comparison("confident", float((c_fake >= 0.9).double().mean()),
+                                                 float((c_b >= 0.9).double().mean()))
+    return report

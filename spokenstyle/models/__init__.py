@@ -1,0 +1,1 @@
+"""The book's models, one file per family (see BOOK.md section 5)."""

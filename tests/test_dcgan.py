@@ -1,0 +1,138 @@
+"""DCGAN: shapes at both resolutions, value ranges, the paper's init, builders and checkpoints."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from spokenstyle import checkpoints
+from spokenstyle.models import dcgan as dc
+
+TINY = dict(g_width=4, d_width=4, latent_dim=8)
+
+
+@pytest.mark.parametrize("resolution", [32, 64])
+@pytest.mark.parametrize("batch_norm", [True, False])
+def test_shapes_and_ranges(resolution, batch_norm):
+    torch.manual_seed(0)
+    model = dc.dcgan(resolution=resolution, batch_norm=batch_norm, **TINY)
+    z = model.G.sample_latent(5, generator=torch.Generator().manual_seed(0))
+    assert z.shape == (5, 8)
+    x = model.G(z)
+    assert x.shape == (5, 3, resolution, resolution)
+    assert x.min() >= -1 and x.max() <= 1  # tanh
+    logits = model.D(x)
+    assert logits.shape == (5,)
+    has_bn = any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    assert has_bn == batch_norm
+
+
+def test_layout_follows_the_paper():
+    """No BatchNorm on G's output or D's input layer; ReLU in G, LeakyReLU(0.2) in D; tanh out."""
+    model = dc.dcgan(**TINY)
+    g_layers, d_layers = list(model.G.net), list(model.D.net)
+    assert isinstance(g_layers[-1], nn.Tanh) and isinstance(g_layers[-2], nn.ConvTranspose2d)
+    assert isinstance(d_layers[0], nn.Conv2d) and isinstance(d_layers[1], nn.LeakyReLU)
+    assert d_layers[1].negative_slope == 0.2
+    assert not any(isinstance(m, nn.LeakyReLU) for m in model.G.modules())
+    assert not any(isinstance(m, nn.ReLU) and not isinstance(m, nn.LeakyReLU) for m in model.D.modules())
+
+
+def test_init_is_normal_0_02():
+    torch.manual_seed(0)
+    model = dc.dcgan(g_width=32, d_width=32)
+    weights = torch.cat([m.weight.flatten() for m in model.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))])
+    assert abs(weights.mean().item()) < 1e-3
+    assert weights.std().item() == pytest.approx(0.02, rel=0.02)
+    bn = torch.cat([m.weight.flatten() for m in model.modules() if isinstance(m, nn.BatchNorm2d)])
+    assert bn.mean().item() == pytest.approx(1.0, abs=0.01)
+
+
+def test_range_conversions_are_inverse():
+    images = torch.rand(2, 3, 8, 8)
+    assert torch.allclose(dc.to_unit_range(dc.to_tanh_range(images)), images, atol=1e-6)
+    assert dc.to_tanh_range(torch.zeros(1)).item() == -1 and dc.to_tanh_range(torch.ones(1)).item() == 1
+    with pytest.raises(TypeError):
+        dc.to_unit_range(torch.zeros(2, dtype=torch.long))
+
+
+def test_generate_returns_unit_range_and_restores_mode():
+    G = dc.dcgan_generator(**TINY)
+    G.train()
+    a = G.generate(6, generator=torch.Generator().manual_seed(1), batch_size=4)
+    b = G.generate(6, generator=torch.Generator().manual_seed(1))
+    assert a.shape == (6, 3, 32, 32) and a.min() >= 0 and a.max() <= 1
+    assert torch.allclose(a, b, atol=1e-6)  # seeded, and eval-mode BatchNorm is per-sample
+    assert G.training
+    z = G.sample_latent(3)
+    assert torch.equal(G.generate(z=z), G.generate(z=z))
+    with pytest.raises(ValueError, match="exactly one"):
+        G.generate()
+
+
+def test_bad_inputs_are_named():
+    with pytest.raises(ValueError, match="resolution"):
+        dc.DCGANConfig(resolution=48)
+    with pytest.raises(ValueError, match="g_width"):
+        dc.DCGANConfig(g_width=0)
+    G = dc.dcgan_generator(**TINY)
+    with pytest.raises(ValueError, match=r"\(B, 8\)"):
+        G(torch.zeros(2, 9))
+    D = dc.dcgan_discriminator(**TINY)
+    with pytest.raises(ValueError, match=r"\(B, 3, 32, 32\)"):
+        D(torch.zeros(2, 3, 64, 64))
+    with pytest.raises(TypeError):
+        dc.dcgan(config={"resolution": 32})
+
+
+def test_save_load_round_trip(tmp_path):
+    torch.manual_seed(0)
+    config = dc.DCGANConfig(resolution=32, **TINY)
+    model = dc.dcgan(config=config)
+    checkpoints.save_pretrained(model, tmp_path / "gan", config=config, metrics={"fd": 1.0})
+    G = dc.dcgan_generator(weights=tmp_path / "gan")
+    assert not G.training
+    z = torch.randn(3, 8)
+    model.G.eval()
+    assert torch.equal(G(z), model.G(z))
+    D = dc.dcgan_discriminator(weights=str(tmp_path / "gan"))
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    model.D.eval()
+    assert torch.equal(D(x), model.D(x))
+    with pytest.raises(ValueError, match="not both"):
+        dc.dcgan_generator(weights=tmp_path / "gan", resolution=64)
+
+
+def test_foreign_checkpoint_is_refused(tmp_path):
+    checkpoints.save_pretrained(nn.Linear(2, 2), tmp_path / "lin", config={"in_features": 2})
+    with pytest.raises(checkpoints.CheckpointError, match="DCGANConfig"):
+        dc.dcgan_generator(weights=tmp_path / "lin")
+    with pytest.raises(checkpoints.CheckpointError, match="no shipped checkpoint"):
+        dc.dcgan_generator(weights="no-such-gan")
+
+
+def test_shipped_checkpoint_loads_if_present():
+    if "dcgan" not in checkpoints.shipped():
+        pytest.skip("no shipped dcgan checkpoint")
+    G = dc.dcgan_generator(weights="dcgan")
+    images = G.generate(4, generator=torch.Generator().manual_seed(0))
+    assert images.shape[:2] == (4, 3) and images.min() >= 0 and images.max() <= 1
+
+
+@pytest.mark.slow
+def test_recipe_trains_evaluates_and_saves(tmp_path, monkeypatch):
+    """`spokenstyle train dcgan --profile fast`: a checkpoint with the command and metrics beside
+    their real-vs-real baselines, loadable by the builder."""
+    if "features" not in checkpoints.shipped():
+        pytest.skip("the recipe evaluates with the shipped feature extractor")
+    from spokenstyle import cli
+
+    monkeypatch.setattr("sys.argv", ["spokenstyle", "train", "dcgan", "--profile", "fast"])
+    assert cli.main(["train", "dcgan", "--profile", "fast", "--device", "cpu", "--out", str(tmp_path / "gan")]) == 0
+    manifest = checkpoints.read_manifest(tmp_path / "gan")
+    assert manifest["command"].startswith("spokenstyle train dcgan")
+    for key in ("fd", "kid", "precision", "recall", "confident"):
+        assert key in manifest["metrics"] and key + "_real_vs_real" in manifest["metrics"]
+    G = dc.dcgan_generator(weights=tmp_path / "gan")
+    assert G.generate(2).shape == (2, 3, 32, 32)

@@ -1,0 +1,267 @@
+"""Metrics: closed forms, hand-checkable cases, and equality with torchmetrics on the same features."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from spokenstyle import metrics
+
+
+def gaussian(n: int, mean, std, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    mean = torch.as_tensor(mean, dtype=torch.float64)
+    std = torch.as_tensor(std, dtype=torch.float64)
+    return mean + torch.randn(n, mean.numel(), generator=g, dtype=torch.float64) * std
+
+
+# -- FD ----------------------------------------------------------------------------------------
+
+def test_fd_of_a_set_with_itself_is_zero():
+    x = gaussian(300, [0.0] * 8, 1.0, 0)
+    assert metrics.frechet_distance(x, x) == pytest.approx(0.0, abs=1e-8)
+
+
+def test_fd_of_two_gaussians_matches_the_closed_form():
+    """For diagonal covariances the matrices commute and the Fréchet distance is
+    |μ_a - μ_b|² + Σ_i (σ_a,i - σ_b,i)², checkable by hand."""
+    mu_a, mu_b = torch.tensor([0.0, 1.0, -2.0]), torch.tensor([1.0, 1.0, 0.0])
+    sd_a, sd_b = torch.tensor([1.0, 2.0, 0.5]), torch.tensor([3.0, 1.0, 0.5])
+    expected = float((mu_a - mu_b).square().sum() + (sd_a - sd_b).square().sum())  # 5 + 4 + 1 = 10
+    got = metrics.frechet_distance_gaussians(mu_a, torch.diag(sd_a**2), mu_b, torch.diag(sd_b**2))
+    assert got == pytest.approx(expected, rel=1e-10)
+    assert expected == pytest.approx(10.0)
+
+
+def test_fd_closed_form_with_full_covariances_matches_scipy_sqrtm():
+    from scipy import linalg
+
+    g = torch.Generator().manual_seed(1)
+    a, b = torch.randn(5, 5, generator=g, dtype=torch.float64), torch.randn(5, 5, generator=g, dtype=torch.float64)
+    sa, sb = a @ a.T + 0.1 * torch.eye(5, dtype=torch.float64), b @ b.T
+    mu_a, mu_b = torch.randn(5, generator=g, dtype=torch.float64), torch.zeros(5, dtype=torch.float64)
+    root = linalg.sqrtm(sa.numpy() @ sb.numpy()).real
+    expected = float((mu_a - mu_b).square().sum()) + np.trace(sa.numpy() + sb.numpy() - 2 * root)
+    assert metrics.frechet_distance_gaussians(mu_a, sa, mu_b, sb) == pytest.approx(expected, rel=1e-8)
+
+
+def test_fd_of_samples_approaches_the_closed_form():
+    a = gaussian(20000, [0.0, 0.0], [1.0, 2.0], 0)
+    b = gaussian(20000, [1.0, 0.0], [1.0, 1.0], 1)
+    assert metrics.frechet_distance(a, b) == pytest.approx(1.0 + 1.0, rel=0.05)
+
+
+def test_fd_agrees_with_torchmetrics_given_the_same_features():
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
+    class Given(nn.Module):
+        """A 'feature extractor' whose inputs already are the features."""
+        num_features = 6
+
+        def forward(self, x):
+            return x
+
+    a = gaussian(400, [0.0] * 6, 1.0, 0).float()
+    b = gaussian(300, [0.3] * 6, [1.0, 1.5, 0.5, 1.0, 1.0, 2.0], 1).float()
+    fid = FrechetInceptionDistance(feature=Given())
+    fid.update(a, real=True)
+    fid.update(b, real=False)
+    assert metrics.frechet_distance(a, b) == pytest.approx(float(fid.compute()), rel=1e-4)
+
+
+def test_fd_rejects_bad_input():
+    with pytest.raises(ValueError, match="different dimensions"):
+        metrics.frechet_distance(torch.zeros(4, 3), torch.zeros(4, 2))
+    with pytest.raises(ValueError, match=r"\(N, D\)"):
+        metrics.frechet_distance(torch.zeros(4), torch.zeros(4))
+    with pytest.raises(ValueError, match="NaN"):
+        metrics.frechet_distance(torch.full((4, 2), float("nan")), torch.zeros(4, 2))
+    with pytest.raises(TypeError):
+        metrics.frechet_distance([[0.0]], torch.zeros(4, 1))
+
+
+# -- KID ---------------------------------------------------------------------------------------
+
+def test_mmd_agrees_with_torchmetrics_poly_mmd():
+    from torchmetrics.image.kid import poly_mmd
+
+    a = gaussian(200, [0.0] * 4, 1.0, 0)
+    b = gaussian(200, [0.5] * 4, 1.0, 1)
+    assert metrics.mmd2_unbiased(a, b) == pytest.approx(float(poly_mmd(a, b)), rel=1e-10)
+
+
+@pytest.mark.filterwarnings("ignore:Metric `Kernel Inception Distance` will save")
+def test_kid_agrees_with_torchmetrics_on_one_full_subset():
+    """With one subset as large as the sets, the random subset is a permutation of everything,
+    and MMD does not depend on the order: torchmetrics' KID is then deterministic."""
+    from torchmetrics.image.kid import KernelInceptionDistance
+
+    a = gaussian(150, [0.0] * 5, 1.0, 0).float()
+    b = gaussian(150, [0.2] * 5, 1.2, 1).float()
+    tm = KernelInceptionDistance(feature=nn.Identity(), subsets=1, subset_size=150)
+    tm.update(a, real=True)
+    tm.update(b, real=False)
+    mean, std = tm.compute()
+    ours, ours_std = metrics.kid(a, b, subsets=1, subset_size=150)
+    assert ours == pytest.approx(float(mean), rel=1e-4)
+    assert ours_std == 0.0 and float(std) == 0.0
+
+
+def test_kid_is_about_zero_for_one_distribution_and_positive_for_two():
+    a, b = gaussian(500, [0.0] * 4, 1.0, 0), gaussian(500, [0.0] * 4, 1.0, 1)
+    c = gaussian(500, [1.0] * 4, 1.0, 2)
+    same, _ = metrics.kid(a, b, subset_size=250)
+    different, _ = metrics.kid(a, c, subset_size=250)
+    assert abs(same) < 0.02 < different
+    assert metrics.kid(a, c, subset_size=250) == metrics.kid(a, c, subset_size=250)  # seeded
+
+
+# -- PRDC --------------------------------------------------------------------------------------
+
+def test_prdc_identical_sets():
+    x = gaussian(100, [0.0] * 3, 1.0, 0)
+    out = metrics.prdc(x, x.clone(), k=5)
+    assert out["precision"] == 1.0 and out["recall"] == 1.0 and out["coverage"] == 1.0
+    assert out["density"] >= 1.0  # every fake sits on a real point and inside its own ball at least
+
+
+def test_prdc_far_disjoint_sets():
+    x = gaussian(100, [0.0] * 3, 1.0, 0)
+    y = gaussian(100, [100.0] * 3, 1.0, 1)
+    assert metrics.prdc(x, y, k=5) == {"precision": 0.0, "recall": 0.0, "density": 0.0, "coverage": 0.0}
+
+
+def test_prdc_mode_collapse_keeps_precision_and_loses_recall():
+    """Fakes from one half of the real distribution: realistic (precision ~1), not diverse."""
+    real = gaussian(400, [0.0, 0.0], 1.0, 0)
+    fake = gaussian(400, [0.0, 0.0], 1.0, 1)
+    fake = fake[fake[:, 0] > 0.5]
+    out = metrics.prdc(real, fake, k=5)
+    assert out["precision"] > 0.9 and out["recall"] < 0.6 and out["coverage"] < 0.5
+
+
+def test_prdc_hand_checkable_one_dimensional_case():
+    """Reals at 0..9 on a line with k = 1: every real ball has radius 1. A fake at 4.5 lies in
+    the balls of 4 and 5 (density 2/1 = 2); a fake at 100 lies in none. Precision 1/2, density
+    (2 + 0)/2 = 1, coverage = reals with a fake within 1: {4, 5} → 2/10."""
+    real = torch.arange(10, dtype=torch.float64)[:, None]
+    fake = torch.tensor([[4.5], [100.0]], dtype=torch.float64)
+    out = metrics.prdc(real, fake, k=1)
+    assert out["precision"] == 0.5 and out["density"] == 1.0 and out["coverage"] == 0.2
+    # fake balls: radius = distance to the other fake (95.5): every real lies in 4.5's ball
+    assert out["recall"] == 1.0
+
+
+# -- the baseline helper -----------------------------------------------------------------------
+
+def test_compare_to_baseline_reports_both_columns():
+    real_a, real_b = gaussian(300, [0.0] * 4, 1.0, 0), gaussian(300, [0.0] * 4, 1.0, 1)
+    fake = gaussian(300, [1.0] * 4, 1.0, 2)
+    report = metrics.compare_to_baseline(real_a, real_b, fake, label="toy")
+    assert set(report.comparisons) == {"FD", "KID", "precision", "recall", "density", "coverage"}
+    assert report["FD"].fake > report["FD"].baseline > 0
+    assert report["FD"].baseline == pytest.approx(metrics.frechet_distance(real_a, real_b))
+    assert report["precision"].fake < report["precision"].baseline
+    text = str(report)
+    assert "real vs real" in text and "toy" in text and "FD" in text
+    flat = report.as_dict()
+    assert flat["fd"] == report["FD"].fake and flat["fd_real_vs_real"] == report["FD"].baseline
+    assert math.isfinite(report["FD"].ratio)
+
+
+def test_compare_to_baseline_needs_equal_sizes():
+    with pytest.raises(ValueError, match="same number of samples"):
+        metrics.compare_to_baseline(torch.zeros(10, 2), torch.randn(8, 2), torch.randn(9, 2))
+    with pytest.raises(ValueError, match="unknown metrics"):
+        metrics.compare_to_baseline(torch.randn(10, 2), torch.randn(9, 2), torch.randn(9, 2), metrics=["fid"])
+
+
+# -- the feature extractor ---------------------------------------------------------------------
+
+def test_feature_net_shapes_confidence_and_input_checks():
+    from spokenstyle.models import features as feat
+
+    torch.manual_seed(0)
+    net = feat.feature_extractor(width=4, feature_dim=8)
+    images = torch.rand(3, 3, 32, 32)
+    out = net(images)
+    assert out.features.shape == (3, 8) and out.style_logits.shape == (3, 6)
+    assert out.colour_logits.shape == (3, 6) and out.shape_logits.shape == (3, 6, 6) and out.size_logits.shape == (3, 6, 2)
+    conf = feat.confidence(out)
+    assert conf.shape == (3,) and (conf >= 0).all() and (conf <= 1).all()
+    assert net(torch.rand(2, 3, 64, 64)).features.shape == (2, 8)  # other sizes are resized
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        net(images * 2 - 1)  # tanh range: convert with to_unit_range first
+    with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
+        net(torch.rand(3, 32, 32))
+    feats, confs = feat.extract_features(net, torch.rand(5, 3, 32, 32), batch_size=2, with_confidence=True)
+    assert feats.shape == (5, 8) and confs.shape == (5,)
+
+
+def test_split_slots_round_trip():
+    from spokenstyle.models.features import split_slots
+
+    slots = torch.tensor([[0, 1, 12, 4, 0, 0]])  # absent; circle small; cross large; square large
+    present, shape, size = split_slots(slots)
+    assert present.tolist() == [[False, True, True, True, False, False]]
+    assert shape.tolist() == [[-1, 0, 5, 1, -1, -1]] and size.tolist() == [[-1, 0, 1, 1, -1, -1]]
+
+
+def test_real_renders_splits_are_disjoint_and_deterministic():
+    from spokenstyle.models.features import real_renders
+
+    a, scenes_a, styles_a = real_renders(6, split="a", size=32)
+    a2, _, _ = real_renders(6, split="a", size=32)
+    b, scenes_b, _ = real_renders(6, split="b", size=32)
+    assert torch.equal(a, a2) and not torch.equal(a, b)
+    assert set(scenes_a.seed.tolist()).isdisjoint(scenes_b.seed.tolist())
+    assert styles_a.tolist() == [s % 6 for s in scenes_a.seed.tolist()]
+    _, _, flat = real_renders(3, split="train", style="flat", size=32)
+    assert flat.tolist() == [0, 0, 0]
+    with pytest.raises(ValueError, match="split"):
+        real_renders(3, split="validation")
+
+
+def test_pool_batches_are_a_function_of_the_step():
+    from spokenstyle.models.features import pool_batches
+
+    pool = torch.arange(10.0)[:, None]
+    labels = torch.arange(10)
+    batches = pool_batches(pool, 4, seed=0, extra=(labels,))
+    first = [batches(s)[0].flatten().tolist() for s in range(4)]
+    again = pool_batches(pool, 4, seed=0, extra=(labels,))
+    assert [again(s)[0].flatten().tolist() for s in (3, 0, 2, 1)] == [first[3], first[0], first[2], first[1]]
+    assert sorted(first[0] + first[1]) == sorted(set(first[0] + first[1]))  # one epoch: no repeats
+    x, y = batches(5)
+    assert torch.equal(x[:, 0].long(), y)
+    with pytest.raises(ValueError, match="batch_size"):
+        pool_batches(pool, 11)
+
+
+def test_evaluate_images_reports_confidence_beside_the_baseline():
+    from spokenstyle.models import features as feat
+
+    torch.manual_seed(0)
+    net = feat.feature_extractor(width=4, feature_dim=8)
+    real_a, real_b = torch.rand(20, 3, 32, 32), torch.rand(20, 3, 32, 32)
+    report = metrics.evaluate_images(torch.rand(20, 3, 32, 32), extractor=net, real=(real_a, real_b), label="noise")
+    assert {"FD", "KID", "precision", "recall", "density", "coverage", "confident"} == set(report.comparisons)
+    assert 0.0 <= report["confident"].fake <= 1.0
+    with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
+        metrics.evaluate_images(torch.rand(20, 32, 32), extractor=net, real=(real_a, real_b))
+
+
+def test_shipped_feature_extractor_reads_real_renders():
+    from spokenstyle import checkpoints
+    from spokenstyle.models import features as feat
+
+    if "features" not in checkpoints.shipped():
+        pytest.skip("no shipped feature extractor")
+    net = feat.feature_extractor(weights="features")
+    images, scenes, styles = feat.real_renders(60, split="test", size=32)
+    acc = feat.accuracy(net, images, feat.scene_targets(scenes, styles))
+    assert acc["style_accuracy"] >= 0.95

@@ -28,6 +28,8 @@ $(ENV_STAMP): requirements-ci.txt pyproject.toml
 	@echo "== env: creating $(VENV) (pinned CI requirements, then pip install -e .[book,test])"
 	@start=$$(date +%s); \
 	[ -x $(VENV)/bin/python ] || $(BOOTSTRAP_PYTHON) -m venv $(VENV); \
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check --upgrade "pip>=24" 2>&1 \
+	  | { grep -v "^WARNING: Location 'file:" || true; }; \
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-ci.txt 2>&1 \
 	  | { grep -v "^WARNING: Location 'file:" || true; }; \
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-build-isolation -e '.[book,test]' 2>&1 \

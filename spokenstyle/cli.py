@@ -29,7 +29,6 @@ __all__ = ["RECIPES", "main", "command_line"]
 RECIPES: dict[str, str] = {
     "features": "spokenstyle.models.features:train",
     "dcgan": "spokenstyle.models.dcgan:train",
-    "captioner": "spokenstyle.captioning:train",  # chapter 6: S, T, the paired upper bound and the instruments
 }
 
 

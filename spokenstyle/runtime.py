@@ -127,40 +127,6 @@ BUDGETS: dict[str, dict[str, dict[str, Any]]] = {
         "fast": {"steps": 80, "batch_size": 32, "lr": 3e-3, "width": 16, "eval": 100},
         "full": {"steps": 1500, "batch_size": 64, "lr": 3e-3, "width": 16, "eval": 500},
     },
-    # chapter 6 (spokenstyle.captioning): stage 1 of the captioner S (formal pairs + spoken pile),
-    # the paired upper bound (stage 1 continued on paired spoken captions), stage 2 (S against the
-    # critic T), and the instruments: register classifier, spoken LM, attribute reader R.
-    # captioner_eval: test pictures and how spoken captions are decoded for every metric.
-    "captioner_mle": {
-        "fast": {"steps": 8, "batch_size": 8, "n_train": 500, "n_pile": 500, "lr": 2e-3, "lambda_slots": 2.0},
-        "full": {"steps": 4000, "batch_size": 32, "n_train": 20000, "n_pile": 20000, "lr": 2e-3, "lambda_slots": 2.0},
-    },
-    "captioner_paired": {
-        "fast": {"steps": 4, "batch_size": 8, "n_train": 500, "n_pile": 500, "lr": 1e-3, "lambda_slots": 2.0},
-        "full": {"steps": 1000, "batch_size": 32, "n_train": 20000, "n_pile": 20000, "lr": 1e-3, "lambda_slots": 1.0},
-    },
-    "captioner_adv": {
-        "fast": {"steps": 3, "batch_size": 4, "n_gz": 2, "n_train": 500, "n_pile": 500, "critic_warmup": 1,
-                 "tau": 1.0, "lambda_adv": 1.0, "lambda_ground": 4.0, "lambda_mle": 0.5, "lr_s": 2e-4, "lr_t": 2e-4},
-        "full": {"steps": 600, "batch_size": 32, "n_gz": 8, "n_train": 20000, "n_pile": 20000, "critic_warmup": 50,
-                 "tau": 1.0, "lambda_adv": 1.0, "lambda_ground": 4.0, "lambda_mle": 0.5, "lr_s": 2e-4, "lr_t": 2e-4},
-    },
-    "register_clf": {
-        "fast": {"steps": 30, "batch_size": 32, "n_sentences": 1000, "lr": 1e-3},
-        "full": {"steps": 200, "batch_size": 64, "n_sentences": 10000, "lr": 1e-3},
-    },
-    "register_lm": {
-        "fast": {"steps": 30, "batch_size": 32, "n_sentences": 1000, "lr": 2e-3},
-        "full": {"steps": 800, "batch_size": 64, "n_sentences": 10000, "lr": 2e-3},
-    },
-    "captioner_reader": {
-        "fast": {"steps": 30, "batch_size": 32, "n_train": 1000, "n_pile": 1000, "lr": 1e-3},
-        "full": {"steps": 1200, "batch_size": 64, "n_train": 20000, "n_pile": 20000, "lr": 1e-3},
-    },
-    "captioner_eval": {
-        "fast": {"n_test": 72, "decoding": {"method": "sample", "temperature": 0.7}},
-        "full": {"n_test": 1000, "decoding": {"method": "sample", "temperature": 0.7}},
-    },
 }
 
 

@@ -13,6 +13,7 @@ BOOTSTRAP_PYTHON ?= python3
 PYTHON ?= $(VENV)/bin/python
 ENV_STAMP := $(VENV)/.spokenstyle-env
 VENDOR := _build/.vendor/_static/_vendor
+MATHJAX := tools/widgets/node_modules/mathjax/es5
 WIDGETS := tools/widgets/node_modules/@jupyter-widgets/html-manager/dist
 
 export HF_HUB_OFFLINE := 1
@@ -38,14 +39,18 @@ $(ENV_STAMP): requirements-ci.txt pyproject.toml
 	echo "== env: $$(( $$(date +%s) - start )) s, venv $$(du -sh $(VENV) | cut -f1)"
 	@touch $@
 
-# The ipywidgets JavaScript for the static book, from npm (pinned by package-lock.json):
-# served by the book itself, so widgets render without a CDN.
+# The ipywidgets JavaScript and MathJax for the static book, from npm (pinned by package-lock.json):
+# served by the book itself, so widgets and formulas render without a CDN.
 $(VENDOR)/embed-amd.js: tools/widgets/package-lock.json
 	@command -v npm >/dev/null || { echo "npm (Node.js) is needed to vendor the widget JavaScript: install Node.js"; exit 1; }
 	cd tools/widgets && npm ci --silent --no-audit --no-fund
 	mkdir -p $(VENDOR)
 	cp $(WIDGETS)/embed-amd.js $(WIDGETS)/*.woff $(WIDGETS)/*.woff2 $(WIDGETS)/*.ttf $(WIDGETS)/*.eot $(WIDGETS)/*.svg $(VENDOR)/
 	cp tools/widgets/node_modules/requirejs/require.js $(VENDOR)/require.js
+	mkdir -p $(VENDOR)/mathjax/output
+	cp $(MATHJAX)/tex-chtml.js $(VENDOR)/mathjax/
+	cp -r $(MATHJAX)/input $(MATHJAX)/ui $(MATHJAX)/a11y $(MATHJAX)/adaptors $(VENDOR)/mathjax/
+	cp -r $(MATHJAX)/output/chtml $(VENDOR)/mathjax/output/
 
 book: env
 	$(VENV)/bin/jupyter-book build . --builder html

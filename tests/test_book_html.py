@@ -1,7 +1,8 @@
 """Checks of the built book (``make test`` runs them after ``jupyter-book build``).
 
-The widget check opens a built page in headless Chromium, served from localhost, and checks in
-the rendered DOM that the widget was drawn by the JavaScript the book serves itself (no CDN).
+The browser checks open built pages in headless Chromium, served from localhost, and check in
+the rendered DOM that a widget was drawn and that formulas were typeset, by the JavaScript the
+book serves itself (no CDN; this machine is offline, so a CDN script would simply not load).
 """
 
 from __future__ import annotations
@@ -66,20 +67,43 @@ def test_widget_javascript_is_served_by_the_book(built):
             assert not any(host in src for host in CDN_HOSTS), f"{page} loads widget code from a CDN: {src}"
 
 
-def test_a_widget_is_drawn_in_headless_chromium(built, server, tmp_path):
+def browser_flags(tmp_path: Path) -> tuple[str, list[str]]:
     browser = chromium()
     if browser is None:
         message = "chromium is not installed (make's env step installs Debian's package when run as root)"
         if os.environ.get("CI"):
             pytest.fail(message + "; in CI this test must run")
         pytest.skip(message)
-    page = widget_pages(built)[0].relative_to(built).as_posix()
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
              "--no-first-run", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
              f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=20000"]
-    dom = subprocess.run([browser, *flags, "--dump-dom", f"{server}/{page}"], capture_output=True, text=True,
-                         timeout=120).stdout
+    return browser, flags
+
+
+def rendered_dom(url: str, tmp_path: Path) -> str:
+    browser, flags = browser_flags(tmp_path)
+    dom = subprocess.run([browser, *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120).stdout
     assert "</html>" in dom, "chromium returned no DOM"
+    return dom
+
+
+def test_formulas_are_typeset_by_the_books_mathjax(built, server, tmp_path):
+    page = built / "chapters" / "03_gan_math.html"
+    html = page.read_text()
+    scripts = re.findall(r'<script[^>]*\bsrc="([^"]+)"', html)
+    mathjax = [s for s in scripts if "mathjax" in s.lower()]
+    assert mathjax and all("_vendor/mathjax/tex-chtml.js" in s for s in mathjax), mathjax
+    assert (built / "_static" / "_vendor" / "mathjax" / "tex-chtml.js").stat().st_size > 500_000
+    dom = rendered_dom(f"{server}/{page.relative_to(built).as_posix()}", tmp_path)
+    typeset = re.findall(r"<mjx-container\b", dom)
+    assert len(typeset) >= 10, f"only {len(typeset)} formulas were typeset on {page.name}"
+    assert not re.search(r"<mjx-merror\b", dom), "MathJax reported an error in a formula"  # (not the CSS rule)
+
+
+def test_a_widget_is_drawn_in_headless_chromium(built, server, tmp_path):
+    browser, flags = browser_flags(tmp_path)
+    page = widget_pages(built)[0].relative_to(built).as_posix()
+    dom = rendered_dom(f"{server}/{page}", tmp_path)
     # the html-manager replaces each widget's script tag with rendered elements; match class
     # attributes of elements (the same names also occur in the widget CSS, which proves nothing)
     buttons = re.findall(r'class="[^"]*\bwidget-toggle-button\b[^"]*"', dom)

@@ -8,7 +8,9 @@ rendered into it; this script fails in those cases:
 * every ``_toc.yml`` entry has its ``.html`` page;
 * every notebook page whose code draws (matplotlib, the package's viz helpers) has at least one
   image, and every image it references exists in the build;
-* no page contains an error output or a traceback.
+* no page contains an error output or a traceback;
+* no page loads a script or a stylesheet from another host (MathJax and the widget JavaScript
+  are served by the book itself, so it renders offline).
 """
 
 from __future__ import annotations
@@ -74,6 +76,9 @@ def check(html_root: Path) -> list[str]:
         for marker in ERRORS:
             if marker in html:
                 problems.append(f"{page}: contains an error output ({marker!r})")
+        for tag, url in re.findall(r'<(script|link)\b[^>]*\b(?:src|href)="((?:https?:)?//[^"]+)"', html):
+            if tag == "script" or re.search(r'<link\b[^>]*rel="stylesheet"[^>]*href="' + re.escape(url), html):
+                problems.append(f"{page}: loads {url} from another host (serve it from _static/_vendor)")
         images = re.findall(r'<img[^>]+src="([^"]+)"', html)
         for src_attr in images:
             if src_attr.startswith("data:") or "://" in src_attr:
@@ -81,7 +86,9 @@ def check(html_root: Path) -> list[str]:
             if not (page.parent / src_attr).resolve().exists():
                 problems.append(f"{page}: image {src_attr} is missing from the build")
         if src is not None and src.suffix == ".ipynb" and notebook_draws(src):
-            embedded = len(images) + html.count("data:image/png;base64")
+            # the theme's own images (launch-button logos under _static/) do not count as figures
+            figures = [src_attr for src_attr in images if "_static/" not in src_attr]
+            embedded = len(figures) + html.count("data:image/png;base64")
             if embedded == 0:
                 problems.append(f"{page}: the notebook draws figures but the page has no image "
                                 "(was MPLBACKEND=Agg set, or did a cell fail?)")

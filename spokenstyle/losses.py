@@ -30,6 +30,11 @@ References:
     Lim & Ye 2017, "Geometric GAN", https://arxiv.org/abs/1705.02894 (hinge loss)
     Miyato et al. 2018, "Spectral Normalization for GANs", https://arxiv.org/abs/1802.05957
     Arjovsky et al. 2017, "Wasserstein GAN", https://arxiv.org/abs/1701.07875
+    Zhu et al. 2017, "Unpaired Image-to-Image Translation (CycleGAN)", https://arxiv.org/abs/1703.10593
+    Gatys, Ecker & Bethge 2016, "Image Style Transfer Using CNNs" (Gram matrices)
+
+Beside the GAN pairs live the image-translation losses of chapter 5: the cycle-consistency and
+identity L1 terms of CycleGAN, and the Gram-matrix style loss of Gatys et al.
 """
 
 from __future__ import annotations
@@ -53,6 +58,10 @@ __all__ = [
     "GANLoss",
     "GAN_LOSSES",
     "get_gan_loss",
+    "cycle_loss",
+    "identity_loss",
+    "gram_matrix",
+    "gram_loss",
 ]
 
 
@@ -168,3 +177,54 @@ def get_gan_loss(name: str) -> GANLoss:
     if name not in GAN_LOSSES:
         raise ValueError(f"unknown GAN loss {name!r}; expected one of {sorted(GAN_LOSSES)}")
     return GAN_LOSSES[name]
+
+
+# --- image translation (chapter 5) -------------------------------------------------------------
+
+def _same_images(a: torch.Tensor, b: torch.Tensor, names: tuple[str, str]) -> None:
+    for value, name in zip((a, b), names):
+        if not isinstance(value, torch.Tensor) or not value.is_floating_point():
+            raise TypeError(f"{name} must be a floating-point tensor, got "
+                            f"{type(value).__name__ if not isinstance(value, torch.Tensor) else value.dtype}")
+    if a.shape != b.shape:
+        raise ValueError(f"{names[0]} and {names[1]} must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+    if a.numel() == 0:
+        raise ValueError(f"{names[0]} is empty")
+
+
+def cycle_loss(reconstructed: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
+    """E |F(G(x)) - x|: the cycle-consistency L1 of CycleGAN (Zhu et al. 2017, eq. 2), mean over
+    every pixel and channel. The caller weights it (λ = 10 in the paper)."""
+    _same_images(reconstructed, original, ("reconstructed", "original"))
+    return (reconstructed - original).abs().mean()
+
+
+def identity_loss(mapped: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
+    """E |G(y) - y| for y already in G's target domain (Zhu et al. 2017, §5.2, after Taigman et
+    al. 2017): a generator should leave a picture of its output domain alone. Weighted 0.5 λ."""
+    _same_images(mapped, original, ("mapped", "original"))
+    return (mapped - original).abs().mean()
+
+
+def gram_matrix(features: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) feature maps → (B, C, C) Gram matrices F Fᵀ / (C H W), F = features as (C, HW).
+
+    Entry (i, j) is how much channels i and j fire together, averaged over positions: a summary of
+    texture that forgets *where* things are (Gatys et al. 2016, eq. 3, normalised by the map size).
+    """
+    if not isinstance(features, torch.Tensor) or not features.is_floating_point() or features.dim() != 4:
+        shape = tuple(features.shape) if isinstance(features, torch.Tensor) else type(features).__name__
+        raise ValueError(f"features must be a floating-point (B, C, H, W) tensor, got {shape}")
+    b, c, h, w = features.shape
+    flat = features.reshape(b, c, h * w)  # (B, C, HW)
+    return flat @ flat.transpose(1, 2) / (c * h * w)  # (B, C, C)
+
+
+def gram_loss(features: torch.Tensor, target_gram: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference between the Gram matrices of ``features`` (B, C, H, W) and
+    ``target_gram`` ((C, C) or (B, C, C)): the style loss of one layer (Gatys et al. 2016, eq. 4)."""
+    gram = gram_matrix(features)
+    if not isinstance(target_gram, torch.Tensor) or target_gram.shape[-2:] != gram.shape[-2:]:
+        shape = tuple(target_gram.shape) if isinstance(target_gram, torch.Tensor) else type(target_gram).__name__
+        raise ValueError(f"target_gram must be (C, C) or (B, C, C) with C = {gram.shape[-1]}, got {shape}")
+    return (gram - target_gram).square().mean()

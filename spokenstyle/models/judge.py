@@ -159,3 +159,48 @@ def judge_report(judge: SceneJudge, *, n_per_style: int = 500, size: int = 64, b
         report[name] = {"style": hits["style"] / scenes, "object": hits["object"] / objects,
                         "scene": hits["scene"] / scenes}
     return report
+
+
+# -- the shipped judge: `spokenstyle train judge` (chapter 5 scores translations with it) --------
+
+def scene_judge(*, weights: str | None = None, config: JudgeConfig | None = None) -> SceneJudge:
+    """A :class:`SceneJudge`: random (``weights=None``) or loaded from a checkpoint folder or a
+    shipped name (``"judge"``), in eval mode. The architecture comes from the checkpoint."""
+    from pathlib import Path
+
+    from .. import checkpoints
+
+    if weights is None:
+        return SceneJudge(config)
+    if config is not None:
+        raise ValueError("give either weights (the checkpoint fixes the architecture) or config, not both")
+    directory = Path(weights) if ("/" in str(weights) or Path(weights).is_dir()) else checkpoints.shipped_path(weights)
+    manifest = checkpoints.read_manifest(directory)
+    try:
+        judge = SceneJudge(JudgeConfig(**manifest["config"]))
+    except TypeError as err:
+        raise checkpoints.CheckpointError(f"{directory} is not a judge checkpoint ({err})") from err
+    checkpoints.load_pretrained(judge, directory)
+    return judge.eval()
+
+
+def train(out_dir, *, runtime) -> dict:
+    """``spokenstyle train judge``: the scene judge on real renders of every style (never on
+    generated pictures), sized by ``runtime.budget("judge")``, scored on held-out scenes per style
+    and saved to ``out_dir``. Chapter 5 scores translations with it."""
+    from .. import checkpoints, cli
+
+    b = runtime.budget("judge")
+    judge, history = train_judge(steps=b["steps"], batch_size=b["batch_size"], lr=b["lr"], seed=runtime.seed,
+                                 device=runtime.device, config=JudgeConfig(width=b["width"]))
+    report = judge_report(judge, n_per_style=b["eval"], device=runtime.device)
+    metrics = {f"{style}_{k}": v for style, r in report.items() for k, v in r.items()}
+    metrics.update(style_accuracy=sum(r["style"] for r in report.values()) / len(report),
+                   object_accuracy=sum(r["object"] for r in report.values()) / len(report),
+                   train_loss=history.mean("loss", last=20), steps=b["steps"], batch_size=b["batch_size"],
+                   profile=runtime.profile, device=str(runtime.device), eval_per_style=b["eval"])
+    print(metrics)
+    checkpoints.save_pretrained(judge.cpu(), out_dir, config=judge.config, metrics=metrics, command=cli.command_line(),
+                                extra={"data": "ShapeScenes real renders of every style, 64 px, split 'train' "
+                                               "(spokenstyle.data.SPLITS); evaluated on split 'test'"})
+    return metrics

@@ -1,0 +1,620 @@
+"""The captioner S: a picture in, a sentence out, in the formal or the spoken register.
+
+Step 3 of the book's pipeline (source §3, §4.2): a small CNN turns the image into a grid of
+feature vectors, and a GPT-2 decoder built by ``transformers`` from a config (nothing is
+downloaded) writes the sentence one token at a time, reading the grid through cross-attention
+in every block (Xu et al. 2015, "Show, Attend and Tell", with a transformer decoder in place of
+the LSTM). The register is a control token: every sentence starts ``<bos> <formal>`` or
+``<bos> <spoken>``, so one model holds both registers and the adversarial stage of chapter 6
+changes only how the spoken one is used.
+
+Decoding comes in the usual three kinds, all in :meth:`Captioner.generate`: greedy (the argmax at
+every step; equal to ``transformers``' ``generate()``, which the tests check), beam search
+(keep the ``num_beams`` best prefixes by summed log-probability) and sampling (temperature and
+top-k). For adversarial training :meth:`Captioner.gumbel_rollout` samples a whole sentence
+with the straight-through Gumbel-softmax (Jang, Gu & Poole 2017; Maddison et al. 2017): the
+forward pass feeds back hard one-hot tokens, the backward pass uses the gradient of the soft
+relaxation, so a critic's score can be differentiated with respect to S's weights.
+:meth:`Captioner.sample` returns sampled tokens with their log-probabilities for REINFORCE
+(Williams 1992).
+
+References:
+    Radford et al. 2019, "Language Models are Unsupervised Multitask Learners" (GPT-2);
+    ``transformers/models/gpt2/modeling_gpt2.py`` (``add_cross_attention``).
+    Xu et al. 2015, "Show, Attend and Tell", https://arxiv.org/abs/1502.03044
+    Jang, Gu & Poole 2017, "Categorical Reparameterization with Gumbel-Softmax",
+    https://arxiv.org/abs/1611.01144
+
+Deviations: the image encoder is a 4-layer CNN trained from scratch (ShapeScenes needs no
+ImageNet features) whose memory starts with one slot per colour (see :class:`ImageEncoder`);
+images with no picture at all (the unpaired spoken text of chapter 6) are
+encoded as one learned "no image" vector, so the decoder can be trained as a plain language
+model on sentences that describe no image we have.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import GPT2Config, GPT2LMHeadModel
+
+from .. import checkpoints
+
+__all__ = [
+    "REGISTERS",
+    "CaptionerConfig",
+    "ImageEncoder",
+    "Captioner",
+    "GenerateOutput",
+    "gumbel_softmax",
+    "as_image_batch",
+    "captioner",
+]
+
+REGISTERS: tuple[str, ...] = ("formal", "spoken")
+
+# transformers 5 renamed the decoder's cache argument (`past_key_values` -> `cache`); Colab may
+# still have 4.x, so ask the signature which one this version takes.
+_CACHE_ARG = "cache" if "cache" in inspect.signature(GPT2LMHeadModel.forward).parameters else "past_key_values"
+
+
+def _cache_of(output: Any) -> Any:
+    return getattr(output, "cache", None) if _CACHE_ARG == "cache" else output.past_key_values
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+def gumbel_softmax(logits: torch.Tensor, tau: float = 1.0, *, hard: bool = True,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+    """A sample from the Gumbel-softmax (concrete) distribution over the last dimension.
+
+    ``softmax((logits + g) / tau)`` with ``g = -log(E)``, ``E ~ Exponential(1)``, i.e. Gumbel(0, 1)
+    noise. With ``hard`` the forward value is the one-hot argmax and the gradient is the soft
+    sample's (straight-through; Jang et al. 2017, §2.2). Draws the noise exactly as
+    :func:`torch.nn.functional.gumbel_softmax` does, so with the same seed both return the same
+    tensor; unlike it, this one takes a ``generator``.
+    """
+    if not isinstance(logits, torch.Tensor) or not logits.is_floating_point():
+        raise TypeError("logits must be a floating-point tensor")
+    if not tau > 0:
+        raise ValueError(f"tau must be positive, got {tau!r}")
+    gumbels = -torch.empty_like(logits, memory_format=torch.legacy_contiguous_format).exponential_(
+        generator=generator).log()
+    soft = ((logits + gumbels) / tau).softmax(-1)
+    if not hard:
+        return soft
+    index = soft.argmax(-1, keepdim=True)
+    one_hot = torch.zeros_like(logits, memory_format=torch.legacy_contiguous_format).scatter_(-1, index, 1.0)
+    return one_hot - soft.detach() + soft  # value: one_hot; gradient: d soft
+
+
+def as_image_batch(images: Any, size: int) -> torch.Tensor:
+    """Images → float32 (B, 3, size, size) in [0, 1].
+
+    Accepts a (B, 3, H, W) or (3, H, W) float tensor in [0, 1] (or uint8 in [0, 255]), a PIL
+    image in any mode (L, RGBA, P, I;16, CMYK…), or a list of PIL images; other sizes are
+    resized (bilinear, antialiased). Raises ``TypeError``/``ValueError`` on anything else.
+    """
+    if isinstance(images, (list, tuple)):
+        if not images:
+            raise ValueError("images is an empty list")
+        return torch.cat([as_image_batch(im, size) for im in images])
+    if not isinstance(images, torch.Tensor):
+        try:
+            from PIL import Image
+        except ImportError:  # pragma: no cover - pillow is a dependency
+            Image = None
+        if Image is None or not isinstance(images, Image.Image):
+            raise TypeError(f"images must be a tensor (B, 3, H, W) in [0, 1] or PIL images, got {type(images).__name__}")
+        import numpy as np
+
+        im = images
+        if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+            arr = np.asarray(im, dtype=np.float32)
+            arr = arr / max(float(arr.max()), 1.0)
+            images = torch.from_numpy(arr)[None].expand(3, -1, -1)
+        else:
+            if im.mode in ("RGBA", "LA", "P"):  # flatten transparency onto white
+                im = im.convert("RGBA")
+                background = Image.new("RGBA", im.size, (255, 255, 255, 255))
+                im = Image.alpha_composite(background, im)
+            images = torch.from_numpy(np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0).permute(2, 0, 1)
+    if images.dtype == torch.uint8:
+        images = images.float() / 255.0
+    if not images.is_floating_point():
+        raise TypeError(f"images must be float in [0, 1] or uint8, got dtype {images.dtype}")
+    if images.dim() == 3:
+        images = images[None]
+    if images.dim() != 4 or images.shape[1] not in (1, 3):
+        raise ValueError(f"images must have shape (B, 3, H, W), got {tuple(images.shape)}")
+    if images.shape[1] == 1:
+        images = images.expand(-1, 3, -1, -1)
+    if images.numel() and (float(images.min()) < -1e-3 or float(images.max()) > 1 + 1e-3):
+        raise ValueError(f"images must be in [0, 1], got values in [{float(images.min()):.3g}, {float(images.max()):.3g}]"
+                         " (a generator's tanh output needs (x + 1) / 2 first)")
+    images = images.float()
+    if images.shape[-2:] != (size, size):
+        images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    return images.clamp(0, 1)
+
+
+# -- blocks ------------------------------------------------------------------------------------
+
+class ImageEncoder(nn.Module):
+    """Image (B, 3, R, R) in [0, 1] → memory (B, n_slots + (R/8)², n_embd) for cross-attention.
+
+    A CNN trunk (two stride-2 and two stride-1 3×3 convolutions, GroupNorm + GELU) gives a
+    feature map at R/4. The memory has two parts:
+
+    * **colour slots** (the first ``n_slots`` tokens): a 1×1 convolution scores every cell for
+      "background" or one of the colours (softmax over ``1 + n_slots``); slot c pools the
+      feature map with its weights and adds *where* (the weighted centroid) and *how much* (log
+      of the weight mass). Colours are distinct within a ShapeScenes picture, so slot c holds
+      the object of colour c: binding a shape to its colour is built in, not discovered (the
+      book's scene judge, chapter 1, uses the same colour-query pooling). :meth:`slot_logits`
+      reads each slot's object class (absent / shape × size): an auxiliary head for training.
+    * **grid** (the remaining (R/8)² tokens): the feature map pooled to R/8 with a learned
+      position embedding per cell, for everything the slots miss.
+    """
+
+    def __init__(self, config: "CaptionerConfig") -> None:
+        super().__init__()
+        c0, c1, c2, c3 = config.enc_channels
+        layers, c_in = [], 3
+        for c_out, stride in ((c0, 2), (c1, 2), (c2, 1), (c3, 1)):  # R → R/2 → R/4, then two at R/4
+            layers += [nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1), nn.GroupNorm(min(8, c_out), c_out), nn.GELU()]
+            c_in = c_out
+        self.trunk = nn.Sequential(*layers)
+        self.n_slots = config.n_slots
+        self.colour_map = nn.Conv2d(c3, 1 + config.n_slots, 1)  # background + one score per colour
+        self.slot_proj = nn.Linear(c3 + 3, config.n_embd)  # pooled features, centroid (x, y), log mass
+        self.slot_embed = nn.Parameter(torch.zeros(1, config.n_slots, config.n_embd))  # which colour
+        self.slot_head = nn.Linear(config.n_embd, config.n_slot_classes)
+        self.grid_proj = nn.Conv2d(c3, config.n_embd, 2, stride=2)  # R/4 → R/8
+        cells = (config.image_size // 8) ** 2
+        self.grid_pos = nn.Parameter(torch.zeros(1, cells, config.n_embd))
+        for p in (self.slot_embed, self.grid_pos):
+            nn.init.normal_(p, std=0.02)
+        side = config.image_size // 4
+        coords = (torch.arange(side, dtype=torch.float32) + 0.5) / side * 2 - 1  # cell centres in [-1, 1]
+        yy, xx = torch.meshgrid(coords, coords, indexing="ij")
+        self.register_buffer("xy", torch.stack([xx.flatten(), yy.flatten()], 1), persistent=False)  # (cells, 2)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        h = self.trunk(images * 2.0 - 1.0)  # [0, 1] → [-1, 1]; (B, C, R/4, R/4)
+        flat = h.flatten(2)  # (B, C, n)
+        attn = self.colour_map(h).softmax(1)[:, 1:].flatten(2)  # (B, n_slots, n), background dropped
+        mass = attn.sum(-1, keepdim=True)  # (B, n_slots, 1)
+        pooled = torch.einsum("bkn,bcn->bkc", attn, flat) / (mass + 1e-3)  # (B, n_slots, C)
+        centre = attn @ self.xy / (mass + 1e-3)  # (B, n_slots, 2) weighted centroid
+        log_mass = torch.log(mass / attn.shape[-1] + 1e-4)  # (B, n_slots, 1)
+        slots = self.slot_proj(torch.cat([pooled, centre, log_mass], -1)) + self.slot_embed  # (B, n_slots, d)
+        grid = self.grid_proj(h).flatten(2).transpose(1, 2) + self.grid_pos  # (B, (R/8)², d)
+        return torch.cat([slots, grid], 1).contiguous()  # GPT-2's Conv1D needs a contiguous memory
+
+    def slot_logits(self, memory: torch.Tensor) -> torch.Tensor:
+        """(B, n_slots, n_slot_classes) object class of each colour slot, from the memory."""
+        return self.slot_head(memory[:, : self.n_slots])
+
+
+# -- config ------------------------------------------------------------------------------------
+
+@dataclass
+class CaptionerConfig:
+    """The shape of a captioner. ``asdict(config)`` is stored in every checkpoint.
+
+    The token ids come from the project's tokenizer (``data/tokenizer.json``); the defaults
+    only make a tiny test model buildable without it.
+    """
+
+    vocab_size: int = 64  # the tokenizer's vocabulary (ShapeScenes needs a few hundred words)
+    pad_id: int = 0
+    bos_id: int = 1
+    eos_id: int = 2
+    register_ids: tuple[int, int] = (3, 4)  # the <formal> and <spoken> control tokens, in REGISTERS order
+    max_len: int = 40  # longest caption in tokens, without the two prefix tokens; spoken ones run to ~30
+    image_size: int = 64  # the renders' size; other sizes are resized to it
+    enc_channels: tuple[int, ...] = (32, 64, 96, 96)  # trunk widths: R/2, R/4, R/4, R/4 (16 × 16 cells at 64 px)
+    n_slots: int = 6  # one memory slot per ShapeScenes colour (colours are distinct within a picture)
+    n_slot_classes: int = 13  # per slot: absent, or shape × size (6 × 2), as SceneBatch.colour_slots
+    n_embd: int = 128  # decoder width; the grammar is small, 128 is enough and keeps a checkpoint ~3 MB
+    n_layer: int = 2  # decoder blocks, each with self- and cross-attention
+    n_head: int = 4
+    dropout: float = 0.0  # GPT-2 uses 0.1; every training image is rendered afresh in a random style, so none is needed
+
+    def __post_init__(self) -> None:
+        self.register_ids = tuple(int(i) for i in self.register_ids)
+        self.enc_channels = tuple(int(c) for c in self.enc_channels)
+        for name in ("vocab_size", "max_len", "image_size", "n_embd", "n_layer", "n_head", "n_slots", "n_slot_classes"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if len(self.register_ids) != len(REGISTERS):
+            raise ValueError(f"register_ids needs one id per register {REGISTERS}, got {self.register_ids}")
+        ids = (self.pad_id, self.bos_id, self.eos_id, *self.register_ids)
+        if len(set(ids)) != len(ids) or not all(0 <= i < self.vocab_size for i in ids):
+            raise ValueError(f"pad/bos/eos/register ids must be distinct and < vocab_size={self.vocab_size}, got {ids}")
+        if self.image_size % 8 or self.image_size < 32:
+            raise ValueError(f"image_size must be a multiple of 8 and ≥ 32, got {self.image_size}")
+        if len(self.enc_channels) != 4:
+            raise ValueError(f"enc_channels must list 4 widths, got {self.enc_channels}")
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd={self.n_embd} must be divisible by n_head={self.n_head}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+
+    def gpt2_config(self) -> GPT2Config:
+        """The decoder's ``transformers`` config: GPT-2 with cross-attention in every block."""
+        return GPT2Config(
+            vocab_size=self.vocab_size, n_positions=self.max_len + 2, n_embd=self.n_embd,
+            n_layer=self.n_layer, n_head=self.n_head, add_cross_attention=True,
+            resid_pdrop=self.dropout, embd_pdrop=self.dropout, attn_pdrop=self.dropout,
+            bos_token_id=self.bos_id, eos_token_id=self.eos_id, pad_token_id=self.pad_id,
+            tie_word_embeddings=True,
+        )
+
+
+@dataclass
+class GenerateOutput:
+    """What :meth:`Captioner.gumbel_rollout` and :meth:`Captioner.sample` return.
+
+    Attributes:
+        tokens: (B, L) int64 ids without the prefix; pad after the first eos.
+        mask: (B, L) bool, True up to and including the first eos.
+        one_hot: (B, L, V) straight-through one-hot tokens (pad rows after eos), or None.
+        log_probs: (B, L) log-probability of each sampled token (0 after eos), or None.
+    """
+
+    tokens: torch.Tensor
+    mask: torch.Tensor
+    one_hot: torch.Tensor | None = None
+    log_probs: torch.Tensor | None = None
+    entropy: torch.Tensor | None = field(default=None, repr=False)
+
+
+# -- the model ---------------------------------------------------------------------------------
+
+class Captioner(nn.Module):
+    """S: image (B, 3, R, R) in [0, 1] + register → caption tokens.
+
+    Sentences are ``<bos> <register> w1 … wn <eos>``; :meth:`forward` is teacher forcing on the
+    words (``tokens`` = ``w1 … wn <eos>`` right-padded with ``pad_id``), :meth:`generate`
+    decodes. ``images=None`` means "no image" (the unpaired spoken text).
+    """
+
+    def __init__(self, config: CaptionerConfig) -> None:
+        super().__init__()
+        if not isinstance(config, CaptionerConfig):
+            raise TypeError(f"config must be a CaptionerConfig, got {type(config).__name__}")
+        self.config = config
+        self.encoder = ImageEncoder(config)
+        self.no_image = nn.Parameter(torch.zeros(1, 1, config.n_embd))  # memory for text without a picture
+        nn.init.normal_(self.no_image, std=0.02)
+        self.decoder = GPT2LMHeadModel(config.gpt2_config())
+
+    # -- inputs ----------------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return self.no_image.device
+
+    @property
+    def embedding(self) -> nn.Embedding:
+        """The token embedding (tied to the output layer)."""
+        return self.decoder.transformer.wte
+
+    def register_id(self, register: str | int) -> int:
+        if isinstance(register, str) and register in REGISTERS:
+            return self.config.register_ids[REGISTERS.index(register)]
+        if isinstance(register, int) and not isinstance(register, bool) and 0 <= register < len(REGISTERS):
+            return self.config.register_ids[register]
+        raise ValueError(f"register must be one of {REGISTERS} (or its index), got {register!r}")
+
+    def prefix(self, register: str | int, batch_size: int) -> torch.Tensor:
+        """(B, 2) ids ``<bos> <register>`` that start every sentence."""
+        row = torch.tensor([self.config.bos_id, self.register_id(register)], device=self.device)
+        return row.expand(batch_size, 2)
+
+    def encode(self, images: Any = None, batch_size: int | None = None) -> torch.Tensor:
+        """The cross-attention memory: (B, cells, n_embd) for images, (B, 1, n_embd) for none."""
+        if images is None:
+            if batch_size is None or batch_size < 1:
+                raise ValueError("encode(None) needs batch_size: how many sentences without a picture")
+            return self.no_image.expand(batch_size, 1, -1).contiguous()
+        images = as_image_batch(images, self.config.image_size).to(self.device)
+        return self.encoder(images)
+
+    def slot_logits(self, memory: torch.Tensor) -> torch.Tensor:
+        """(B, n_slots, n_slot_classes): what object each colour slot of an image memory holds
+        (the auxiliary head; compare with ``SceneBatch.colour_slots()``)."""
+        if memory.dim() != 3 or memory.shape[1] < self.config.n_slots + 1:
+            raise ValueError("slot_logits needs an image memory from encode(images), not a 'no image' one")
+        return self.encoder.slot_logits(memory)
+
+    def _memory(self, images: Any, memory: torch.Tensor | None, batch_size: int | None) -> torch.Tensor:
+        if memory is not None:
+            if images is not None:
+                raise ValueError("give images or memory, not both")
+            if memory.dim() != 3 or memory.shape[-1] != self.config.n_embd:
+                raise ValueError(f"memory must have shape (B, cells, {self.config.n_embd}), got {tuple(memory.shape)}")
+            return memory.contiguous()
+        return self.encode(images, batch_size)
+
+    def _check_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        if not isinstance(tokens, torch.Tensor) or tokens.dtype not in (torch.int64, torch.int32):
+            raise TypeError("tokens must be an integer tensor (B, L) of token ids")
+        if tokens.dim() != 2:
+            raise ValueError(f"tokens must have shape (B, L), got {tuple(tokens.shape)}")
+        if tokens.shape[1] > self.config.max_len:
+            raise ValueError(f"captions of {tokens.shape[1]} tokens exceed max_len={self.config.max_len}")
+        if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= self.config.vocab_size):
+            raise ValueError(f"token ids must be in [0, {self.config.vocab_size})")
+        return tokens.long().to(self.device)
+
+    # -- teacher forcing ------------------------------------------------------------------------
+    def forward(self, images: Any, tokens: torch.Tensor, register: str | int = "formal", *,
+                memory: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Teacher forcing: returns ``(logits, loss)``.
+
+        Args:
+            images: (B, 3, R, R) in [0, 1], or ``None`` for sentences without a picture.
+            tokens: (B, L) ``w1 … wn <eos>`` right-padded with ``pad_id``.
+            register: "formal" or "spoken".
+            memory: a precomputed :meth:`encode` result instead of ``images``.
+
+        Returns:
+            logits (B, L, V) predicting ``tokens``, and the mean cross-entropy over non-pad tokens.
+        """
+        tokens = self._check_tokens(tokens)
+        B = tokens.shape[0]
+        memory = self._memory(images, memory, B)
+        inputs = torch.cat([self.prefix(register, B), tokens[:, :-1]], 1)  # (B, L + 1)
+        # embeddings rather than ids: right padding needs no attention mask (pads come last and
+        # their predictions are ignored), and transformers would warn about pad ids in input_ids
+        out = self.decoder(inputs_embeds=self.embedding(inputs), encoder_hidden_states=memory)
+        logits = out.logits[:, 1:]  # position 1 (the register token) predicts w1; (B, L, V)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tokens.reshape(-1),
+                               ignore_index=self.config.pad_id)
+        return logits, loss
+
+    @torch.no_grad()
+    def log_likelihood(self, images: Any, tokens: torch.Tensor, register: str | int = "formal") -> torch.Tensor:
+        """(B,) summed log-probability of each caption (pad ignored)."""
+        tokens = self._check_tokens(tokens)
+        logits, _ = self.forward(images, tokens, register)
+        logp = logits.log_softmax(-1).gather(-1, tokens[..., None])[..., 0]
+        return (logp * (tokens != self.config.pad_id)).sum(1)
+
+    # -- step-by-step decoding ------------------------------------------------------------------
+    def _start(self, memory: torch.Tensor, register: str | int,
+               inputs_embeds: torch.Tensor | None = None) -> tuple[torch.Tensor, Any]:
+        B = memory.shape[0]
+        if inputs_embeds is None:
+            inputs_embeds = self.embedding(self.prefix(register, B))
+        out = self.decoder(inputs_embeds=inputs_embeds, encoder_hidden_states=memory, use_cache=True)
+        return out.logits[:, -1], _cache_of(out)
+
+    def _step(self, embeds: torch.Tensor, memory: torch.Tensor, cache: Any) -> tuple[torch.Tensor, Any]:
+        out = self.decoder(inputs_embeds=embeds[:, None], encoder_hidden_states=memory, use_cache=True,
+                           **{_CACHE_ARG: cache})
+        return out.logits[:, -1], _cache_of(out)
+
+    def _finish(self, tokens: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Stacks per-step tokens; pads after the first eos; returns (tokens, mask)."""
+        tokens = torch.stack(tokens, 1)  # (B, L)
+        eos = (tokens == self.config.eos_id).long()
+        after = (eos.cumsum(1) - eos) > 0  # strictly after the first eos
+        tokens = tokens.masked_fill(after, self.config.pad_id)
+        return tokens, ~after
+
+    def gumbel_rollout(self, images: Any = None, register: str | int = "spoken", *, memory: torch.Tensor | None = None,
+                       batch_size: int | None = None, tau: float = 1.0, max_len: int | None = None,
+                       generator: torch.Generator | None = None) -> GenerateOutput:
+        """Samples sentences with straight-through Gumbel-softmax, differentiably.
+
+        Each step draws a hard one-hot token (:func:`gumbel_softmax`) and feeds its embedding
+        (``one_hot @ W_emb``) back in, so the sentence is discrete in the forward pass and a
+        loss on ``one_hot`` (a critic's score) back-propagates through every step into S.
+        After a sentence's eos its rows are the constant pad one-hot (no gradient).
+        """
+        memory = self._memory(images, memory, batch_size)
+        B, V = memory.shape[0], self.config.vocab_size
+        max_len = max_len or self.config.max_len
+        logits, cache = self._start(memory, register)
+        pad = F.one_hot(torch.tensor(self.config.pad_id, device=memory.device), V).to(logits.dtype)
+        done = torch.zeros(B, dtype=torch.bool, device=memory.device)
+        one_hots, tokens, log_probs = [], [], []
+        for t in range(max_len):
+            y = gumbel_softmax(logits.float(), tau, hard=True, generator=generator)  # (B, V), hard forward
+            ids = y.argmax(-1)
+            log_probs.append(logits.float().log_softmax(-1).gather(1, ids[:, None])[:, 0].masked_fill(done, 0.0))
+            y = torch.where(done[:, None], pad, y)
+            ids = ids.masked_fill(done, self.config.pad_id)
+            one_hots.append(y)
+            tokens.append(ids)
+            done = done | (ids == self.config.eos_id)
+            if bool(done.all()) or t == max_len - 1:
+                break
+            logits, cache = self._step(y @ self.embedding.weight, memory, cache)  # (B, n_embd) soft-able embedding
+        toks, mask = self._finish(tokens)
+        return GenerateOutput(tokens=toks, mask=mask, one_hot=torch.stack(one_hots, 1),
+                              log_probs=torch.stack(log_probs, 1))
+
+    def sample(self, images: Any = None, register: str | int = "spoken", *, memory: torch.Tensor | None = None,
+               batch_size: int | None = None, temperature: float = 1.0, top_k: int | None = None,
+               max_len: int | None = None, generator: torch.Generator | None = None) -> GenerateOutput:
+        """Ancestral sampling with per-token log-probabilities that carry gradients (REINFORCE).
+
+        The log-probabilities are of the *temperature-1* model distribution (what REINFORCE's
+        score function needs); ``temperature`` and ``top_k`` only shape which tokens are drawn.
+        """
+        if not temperature > 0:
+            raise ValueError(f"temperature must be positive, got {temperature!r}")
+        if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
+            raise ValueError(f"top_k must be a positive int or None, got {top_k!r}")
+        memory = self._memory(images, memory, batch_size)
+        B = memory.shape[0]
+        max_len = max_len or self.config.max_len
+        logits, cache = self._start(memory, register)
+        done = torch.zeros(B, dtype=torch.bool, device=memory.device)
+        tokens, log_probs, entropy = [], [], []
+        for t in range(max_len):
+            logp = logits.float().log_softmax(-1)  # (B, V)
+            scores = logits.float() / temperature
+            if top_k is not None and top_k < scores.shape[-1]:
+                kth = scores.topk(top_k, -1).values[:, -1:]
+                scores = scores.masked_fill(scores < kth, float("-inf"))
+            ids = torch.multinomial(scores.softmax(-1), 1, generator=generator)[:, 0]
+            ids = ids.masked_fill(done, self.config.pad_id)
+            log_probs.append(logp.gather(1, ids[:, None])[:, 0].masked_fill(done, 0.0))
+            entropy.append((-(logp.exp() * logp).sum(-1)).masked_fill(done, 0.0))
+            tokens.append(ids)
+            done = done | (ids == self.config.eos_id)
+            if bool(done.all()) or t == max_len - 1:
+                break
+            logits, cache = self._step(self.embedding(ids), memory, cache)
+        toks, mask = self._finish(tokens)
+        return GenerateOutput(tokens=toks, mask=mask, log_probs=torch.stack(log_probs, 1),
+                              entropy=torch.stack(entropy, 1))
+
+    @torch.no_grad()
+    def greedy(self, images: Any = None, register: str | int = "formal", *, memory: torch.Tensor | None = None,
+               batch_size: int | None = None, max_len: int | None = None) -> torch.Tensor:
+        """(B, L) tokens: the most likely token at every step (pad after eos)."""
+        memory = self._memory(images, memory, batch_size)
+        B = memory.shape[0]
+        max_len = max_len or self.config.max_len
+        logits, cache = self._start(memory, register)
+        done = torch.zeros(B, dtype=torch.bool, device=memory.device)
+        tokens = []
+        for t in range(max_len):
+            ids = logits.argmax(-1).masked_fill(done, self.config.pad_id)
+            tokens.append(ids)
+            done = done | (ids == self.config.eos_id)
+            if bool(done.all()) or t == max_len - 1:
+                break
+            logits, cache = self._step(self.embedding(ids), memory, cache)
+        return self._finish(tokens)[0]
+
+    @torch.no_grad()
+    def beam_search(self, images: Any = None, register: str | int = "formal", *, memory: torch.Tensor | None = None,
+                    batch_size: int | None = None, num_beams: int = 4, length_penalty: float = 0.0,
+                    max_len: int | None = None) -> torch.Tensor:
+        """(B, L) tokens of the best of ``num_beams`` hypotheses per image.
+
+        Keeps the ``num_beams`` prefixes with the highest summed log-probability; a finished
+        hypothesis (it produced eos) stays in the beam with its score frozen. At the end the
+        hypotheses are ranked by ``score / length ** length_penalty`` (0: plain log-probability,
+        the exact maximiser when the beam is wide enough; 1: per-token average). Every step
+        recomputes the prefixes from scratch (no cache): simple, and cheap at caption lengths.
+        """
+        if not isinstance(num_beams, int) or num_beams < 1:
+            raise ValueError(f"num_beams must be a positive int, got {num_beams!r}")
+        memory = self._memory(images, memory, batch_size)
+        B, K, V = memory.shape[0], num_beams, self.config.vocab_size
+        max_len = max_len or self.config.max_len
+        pad, eos = self.config.pad_id, self.config.eos_id
+        mem = memory.repeat_interleave(K, 0)  # (B*K, cells, d)
+        prefix = self.prefix(register, B * K)
+        seqs = torch.zeros(B * K, 0, dtype=torch.long, device=memory.device)
+        scores = torch.full((B, K), float("-inf"), device=memory.device)
+        scores[:, 0] = 0.0  # all beams start identical: keep one alive
+        done = torch.zeros(B * K, dtype=torch.bool, device=memory.device)
+        lengths = torch.zeros(B * K, device=memory.device)
+        for _ in range(max_len):
+            embeds = self.embedding(torch.cat([prefix, seqs], 1))  # (B*K, 2 + t, d); no pad-mask warning
+            logits = self.decoder(inputs_embeds=embeds, encoder_hidden_states=mem).logits[:, -1]
+            logp = logits.float().log_softmax(-1)  # (B*K, V)
+            frozen = torch.full_like(logp, float("-inf"))
+            frozen[:, pad] = 0.0  # a finished hypothesis can only append pad, at no cost
+            logp = torch.where(done[:, None], frozen, logp)
+            cand = (scores.reshape(-1, 1) + logp).reshape(B, K * V)
+            scores, flat = cand.topk(K, dim=1)  # (B, K)
+            beam = flat // V + torch.arange(B, device=memory.device)[:, None] * K  # source row in B*K
+            token = (flat % V).reshape(-1)
+            beam = beam.reshape(-1)
+            seqs = torch.cat([seqs[beam], token[:, None]], 1)
+            lengths = lengths[beam] + (~done[beam]).float()
+            done = done[beam] | (token == eos)
+            if bool(done.all()):
+                break
+        final = scores.reshape(-1) / lengths.clamp(min=1) ** length_penalty
+        final = final.masked_fill(torch.isnan(final), float("-inf")).reshape(B, K)
+        best = final.argmax(1) + torch.arange(B, device=memory.device) * K
+        return self._finish(list(seqs[best].unbind(1)))[0]
+
+    def generate(self, images: Any = None, register: str | int = "formal", *, method: str = "greedy",
+                 memory: torch.Tensor | None = None, batch_size: int | None = None, num_beams: int = 4,
+                 length_penalty: float = 0.0, temperature: float = 1.0, top_k: int | None = None,
+                 max_len: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Captions as (B, L) token ids (no prefix; pad after eos) by ``method``:
+        ``"greedy"``, ``"beam"`` or ``"sample"``."""
+        if method == "greedy":
+            return self.greedy(images, register, memory=memory, batch_size=batch_size, max_len=max_len)
+        if method == "beam":
+            return self.beam_search(images, register, memory=memory, batch_size=batch_size, num_beams=num_beams,
+                                    length_penalty=length_penalty, max_len=max_len)
+        if method == "sample":
+            with torch.no_grad():
+                return self.sample(images, register, memory=memory, batch_size=batch_size, temperature=temperature,
+                                   top_k=top_k, max_len=max_len, generator=generator).tokens
+        raise ValueError(f"method must be 'greedy', 'beam' or 'sample', got {method!r}")
+
+    # -- save / load ----------------------------------------------------------------------------
+    def save_pretrained(self, directory: str | Path, *, metrics: dict[str, Any] | None = None,
+                        command: str | None = None, extra: dict[str, Any] | None = None) -> Path:
+        """Writes ``model.safetensors`` + ``manifest.json`` (with ``asdict(config)``)."""
+        return checkpoints.save_pretrained(self, directory, config=asdict(self.config), metrics=metrics,
+                                           command=command, extra=extra)
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, *, device: str | torch.device | None = None) -> "Captioner":
+        """Rebuilds the model from the checkpoint's config and loads its weights, checking every
+        key name and shape; in eval mode."""
+        directory = _weights_dir(directory)
+        manifest = checkpoints.read_manifest(directory)
+        try:
+            config = CaptionerConfig(**manifest["config"])
+        except (TypeError, ValueError) as err:
+            raise checkpoints.CheckpointError(f"{directory} is not a captioner checkpoint: its config does not fit "
+                                              f"CaptionerConfig ({err})") from err
+        model = cls(config)
+        ckpt = checkpoints.load_pretrained(model, directory)
+        model.manifest = ckpt.manifest
+        if device is not None:
+            model.to(device)
+        return model.eval()
+
+
+def _weights_dir(weights: str | Path) -> Path:
+    """A shipped checkpoint's name (``"captioner_spoken"``) or a checkpoint folder's path."""
+    if isinstance(weights, Path) or "/" in str(weights) or Path(weights).is_dir():
+        return Path(weights)
+    return checkpoints.shipped_path(str(weights))
+
+
+def captioner(*, config: CaptionerConfig | None = None, weights: str | Path | None = None,
+              **overrides: Any) -> Captioner:
+    """A captioner S: CNN encoder + GPT-2 decoder with cross-attention.
+
+    Args:
+        config: the architecture; ``None`` = :class:`CaptionerConfig` defaults. Keyword
+            ``overrides`` replace single fields (``captioner(n_layer=3)``).
+        weights: ``None`` for a random init, the name of a shipped checkpoint
+            (``"captioner_formal"``, ``"captioner_spoken"``, ``"captioner_paired"``) or a
+            checkpoint folder; the architecture then comes from the checkpoint.
+    """
+    if weights is None:
+        if config is not None and not isinstance(config, CaptionerConfig):
+            raise TypeError(f"config must be a CaptionerConfig or None, got {type(config).__name__}")
+        base = asdict(config) if config is not None else {}
+        return Captioner(CaptionerConfig(**{**base, **overrides}))
+    if config is not None or overrides:
+        raise ValueError("give either weights (the checkpoint fixes the architecture) or config/overrides, not both")
+    return Captioner.from_pretrained(weights)

@@ -1,0 +1,319 @@
+"""The captioner S: shapes, decoding against references, Gumbel-softmax, save/load round trip."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from spokenstyle import checkpoints
+from spokenstyle.models.captioner import (Captioner, CaptionerConfig, as_image_batch, captioner,
+                                          gumbel_softmax)
+
+TINY = dict(vocab_size=12, max_len=6, image_size=32, n_embd=32, n_layer=2, n_head=2,
+            enc_channels=(8, 8, 16, 16), dropout=0.0)
+
+
+def tiny(seed: int = 0, **overrides) -> Captioner:
+    """A tiny random captioner whose outputs are not flat (random GPT-2 init is near-uniform)."""
+    torch.manual_seed(seed)
+    model = captioner(**{**TINY, **overrides}).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() > 1:
+                p.normal_(0, 0.3)
+    return model
+
+
+def images(n: int = 3, size: int = 32, seed: int = 0) -> torch.Tensor:
+    return torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+def test_config_validates():
+    with pytest.raises(ValueError, match="distinct"):
+        CaptionerConfig(vocab_size=12, register_ids=(2, 4))
+    with pytest.raises(ValueError, match="multiple of 8"):
+        CaptionerConfig(image_size=36)
+    with pytest.raises(ValueError, match="divisible"):
+        CaptionerConfig(n_embd=30, n_head=4)
+    with pytest.raises(TypeError):
+        Captioner({"vocab_size": 12})
+
+
+def test_forward_shapes_and_loss_ignores_padding():
+    model = tiny()
+    tokens = torch.tensor([[5, 6, 2, 0, 0], [7, 2, 0, 0, 0]])
+    logits, loss = model(images(2), tokens, "formal")
+    assert logits.shape == (2, 5, 12) and loss.dim() == 0
+    # the loss is the mean over the 5 non-pad targets
+    logp = logits.log_softmax(-1).gather(-1, tokens[..., None])[..., 0]
+    expected = -(logp * (tokens != 0)).sum() / (tokens != 0).sum()
+    assert torch.allclose(loss, expected, atol=1e-6)
+    # the register changes the prediction; "no image" memory works too
+    other, _ = model(images(2), tokens, "spoken")
+    assert not torch.allclose(logits, other)
+    no_image, _ = model(None, tokens, "spoken")
+    assert no_image.shape == logits.shape
+    with pytest.raises(ValueError, match="register"):
+        model(images(2), tokens, "casual")
+    with pytest.raises(ValueError, match="max_len"):
+        model(images(2), torch.ones(2, 9, dtype=torch.long), "formal")
+
+
+@pytest.mark.parametrize("register", ["formal", "spoken"])
+def test_greedy_equals_transformers_generate(register):
+    model = tiny(1)
+    x = images(4)
+    ours = model.greedy(x, register)
+    memory = model.encode(x)
+    theirs = model.decoder.generate(input_ids=model.prefix(register, 4), encoder_hidden_states=memory,
+                                    max_new_tokens=model.config.max_len, do_sample=False,
+                                    eos_token_id=model.config.eos_id, pad_token_id=model.config.pad_id)[:, 2:]
+    theirs = torch.nn.functional.pad(theirs, (0, ours.shape[1] - theirs.shape[1]), value=0)
+    assert torch.equal(ours, theirs)
+    assert len(set(map(tuple, ours.tolist()))) > 1, "the test model should not be degenerate"
+
+
+def test_beam_of_one_is_greedy_and_sampling_top1_is_greedy():
+    model = tiny(2)
+    x = images(5)
+    greedy = model.greedy(x, "spoken")
+    assert torch.equal(model.beam_search(x, "spoken", num_beams=1), greedy)
+    sampled = model.generate(x, "spoken", method="sample", top_k=1, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(sampled, greedy)
+
+
+def test_wide_beam_finds_the_most_likely_sentence():
+    """With num_beams ≥ V^L nothing is pruned, so beam search must return the exact argmax over
+    all sentences of at most L tokens (enumerated by brute force)."""
+    V, L = 6, 3
+    model = tiny(3, vocab_size=V, max_len=L)
+    x = images(2)
+    beam = model.beam_search(x, "spoken", num_beams=V ** L)
+    cands = []
+    for n in range(1, L + 1):
+        for seq in itertools.product(range(V), repeat=n):
+            if 2 in seq[:-1] or (n < L and seq[-1] != 2):
+                continue  # eos only at the end; shorter sentences must end with eos
+            cands.append(list(seq) + [0] * (L - n))
+    cands = torch.tensor(cands)
+    for i in range(2):
+        with torch.no_grad():
+            logits, _ = model(x[i: i + 1].expand(len(cands), -1, -1, -1), cands, "spoken")
+        logp = logits.log_softmax(-1).gather(-1, cands[..., None])[..., 0]
+        after_eos = (cands == 2).long().cumsum(1) - (cands == 2).long() > 0
+        score = logp.masked_fill(after_eos, 0).sum(1)
+        assert torch.equal(beam[i], cands[score.argmax()])
+
+
+def test_sampling_is_reproducible_with_a_generator():
+    model = tiny(4)
+    x = images(3)
+    a = model.generate(x, "spoken", method="sample", generator=torch.Generator().manual_seed(7))
+    b = model.generate(x, "spoken", method="sample", generator=torch.Generator().manual_seed(7))
+    assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="method"):
+        model.generate(x, method="nucleus")
+
+
+@pytest.mark.parametrize("hard", [True, False])
+def test_gumbel_softmax_equals_torch(hard):
+    logits = torch.randn(5, 9, requires_grad=True)
+    weights = torch.randn(5, 9)
+    torch.manual_seed(11)
+    ref = F.gumbel_softmax(logits, tau=0.7, hard=hard)
+    (ref * weights).sum().backward()
+    ref_grad = logits.grad.clone()
+    logits.grad = None
+    torch.manual_seed(11)
+    ours = gumbel_softmax(logits, 0.7, hard=hard)
+    (ours * weights).sum().backward()
+    assert torch.allclose(ours, ref) and torch.allclose(logits.grad, ref_grad)
+    if hard:
+        assert torch.equal(ours.sum(-1), torch.ones(5)) and set(ours.detach().unique().tolist()) <= {0.0, 1.0}
+    with pytest.raises(ValueError):
+        gumbel_softmax(logits, 0.0)
+
+
+def test_gumbel_rollout_is_discrete_forward_and_differentiable_backward():
+    model = tiny(5)
+    out = model.gumbel_rollout(images(4), "spoken", tau=1.0, generator=torch.Generator().manual_seed(0))
+    B, L = out.tokens.shape
+    assert out.one_hot.shape == (B, L, 12)
+    assert torch.equal(out.one_hot.argmax(-1), out.tokens)
+    # after the first eos: pad tokens, mask off
+    for row, m in zip(out.tokens.tolist(), out.mask.tolist()):
+        if 2 in row:
+            k = row.index(2)
+            assert all(t == 0 for t in row[k + 1:]) and all(m[: k + 1]) and not any(m[k + 1:])
+    score = (out.one_hot * torch.randn(12)).sum()  # any function of the one-hot sentence
+    score.backward()
+    for name in ("encoder.slot_proj.weight", "encoder.grid_proj.weight", "decoder.transformer.wte.weight"):
+        grad = dict(model.named_parameters())[name].grad
+        assert grad is not None and grad.abs().sum() > 0, name
+
+
+def test_reinforce_log_probs_match_teacher_forcing():
+    model = tiny(6)
+    x = images(3)
+    out = model.sample(x, "spoken", generator=torch.Generator().manual_seed(1))
+    logits, _ = model(x, out.tokens, "spoken")
+    logp = logits.log_softmax(-1).gather(-1, out.tokens[..., None])[..., 0] * out.mask
+    assert torch.allclose(out.log_probs, logp, atol=1e-5)
+    out.log_probs.sum().backward()
+    assert model.decoder.lm_head.weight.grad is not None
+
+
+def test_save_pretrained_round_trip(tmp_path):
+    model = tiny(7)
+    x = images(2)
+    model.save_pretrained(tmp_path / "s", metrics={"attribute_accuracy": 0.5}, command="test")
+    manifest = json.loads((tmp_path / "s" / "manifest.json").read_text())
+    assert manifest["config"]["n_embd"] == 32 and manifest["metrics"]["attribute_accuracy"] == 0.5
+    loaded = Captioner.from_pretrained(tmp_path / "s")
+    assert loaded.config == model.config and not loaded.training
+    assert torch.equal(loaded.greedy(x, "spoken"), model.greedy(x, "spoken"))
+    same = captioner(weights=tmp_path / "s")
+    assert torch.equal(same(x, torch.tensor([[3, 2], [4, 2]]))[0], model(x, torch.tensor([[3, 2], [4, 2]]))[0])
+    # a config that does not fit the weights is refused with the key and both shapes
+    manifest["config"]["n_embd"] = 64
+    (tmp_path / "s" / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(checkpoints.CheckpointError, match="shape"):
+        Captioner.from_pretrained(tmp_path / "s")
+    manifest["config"]["colour"] = "red"
+    (tmp_path / "s" / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(checkpoints.CheckpointError, match="CaptionerConfig"):
+        Captioner.from_pretrained(tmp_path / "s")
+    with pytest.raises(ValueError, match="not both"):
+        captioner(weights=tmp_path / "s", n_layer=3)
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA", "P", "I;16", "CMYK"])
+def test_images_in_any_pil_mode_and_size(mode):
+    rng = np.random.default_rng(0)
+    if mode == "I;16":
+        pil = Image.fromarray(rng.integers(0, 65535, (40, 50), dtype=np.uint16))
+    else:
+        pil = Image.fromarray(rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)).convert(mode)
+    x = as_image_batch(pil, 32)
+    assert x.shape == (1, 3, 32, 32) and x.dtype == torch.float32 and 0 <= float(x.min()) <= float(x.max()) <= 1
+    model = tiny(8)
+    assert model.greedy([pil, pil], "formal").shape[0] == 2
+
+
+def test_bad_images_are_refused():
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        as_image_batch(torch.rand(1, 3, 32, 32) * 2 - 1, 32)
+    with pytest.raises(ValueError, match="shape"):
+        as_image_batch(torch.rand(2, 5, 32, 32), 32)
+    with pytest.raises(TypeError):
+        as_image_batch("picture.png", 32)
+    assert as_image_batch(torch.full((3, 48, 48), 255, dtype=torch.uint8), 32).shape == (1, 3, 32, 32)
+
+
+# -- chapter 6's experiments (spokenstyle.captioning) -------------------------------------------
+
+def test_splits_are_disjoint_and_the_pile_has_no_training_scene():
+    from spokenstyle import captioning as C
+
+    offsets = sorted(C.SPLITS.values())
+    assert all(b - a >= 1_000_000 for a, b in zip(offsets, offsets[1:]))
+    train = C.split_scenes("train", 50)
+    pile = C.split_scenes("pile", 50)
+    assert not set(train.seed.tolist()) & set(pile.seed.tolist())
+    with pytest.raises(ValueError, match="split"):
+        C.split_scenes("validation", 5)
+
+
+def test_rule_based_rewrite_keeps_the_content():
+    from spokenstyle import captioning as C
+    from spokenstyle.data.captions import describe, try_parse
+
+    scenes = C.split_scenes("test", 60)
+    formal = describe(scenes, "formal")
+    spoken = [C.rule_based_rewrite(f) for f in formal]
+    assert all(s.startswith("whoa, ") for s in spoken)
+    assert "ball" in C.rule_based_rewrite("A large red circle is left of a small blue square.")
+    assert sum(p is not None and p.matches(spec) for p, spec in zip(map(try_parse, spoken), scenes.specs())) >= 57
+
+
+def test_reinforce_loss_gradient_and_estimators():
+    from spokenstyle import captioning as C
+
+    log_probs = torch.randn(4, 3, requires_grad=True)
+    rewards = torch.tensor([1.0, 0.0, 2.0, 1.0])
+    C.reinforce_loss(log_probs, rewards, rewards.mean()).backward()
+    assert torch.allclose(log_probs.grad[:, 0], -(rewards - 1.0) / 4)
+    # a single categorical: both REINFORCE estimators are unbiased, the baseline cuts the variance
+    torch.manual_seed(0)
+    logits, r = torch.randn(6), torch.rand(6)
+    p = logits.softmax(-1)
+    exact = p * (r - (p * r).sum())
+    plain = C.gradient_estimates(logits, r, 20000, "reinforce", generator=torch.Generator().manual_seed(1))
+    base = C.gradient_estimates(logits, r, 20000, "reinforce_baseline", generator=torch.Generator().manual_seed(1))
+    st = C.gradient_estimates(logits, r, 2000, "gumbel_st", generator=torch.Generator().manual_seed(1))
+    assert (plain.mean(0) - exact).abs().max() < 0.02 and (base.mean(0) - exact).abs().max() < 0.01
+    assert base.var(0).sum() < plain.var(0).sum() / 2
+    assert st.shape == (2000, 6) and torch.isfinite(st).all()
+
+
+def test_literal_value_is_unbounded_below_for_a_constant_critic():
+    """§4.2 as written: min over T of E log T(S(x)) + E log(1 − T(S(G(z)))). A T that answers
+    ~0 on real captions drives the value to −∞, whatever S does."""
+    from spokenstyle import captioning as C
+
+    assert C.literal_value(torch.full((8,), 0.5), torch.full((8,), 0.5)) == pytest.approx(2 * np.log(0.5))
+    assert C.literal_value(torch.full((8,), 1e-9), torch.full((8,), 0.5)) < -20
+
+
+@pytest.mark.slow
+def test_every_training_stage_runs_and_evaluates(tmp_path):
+    from spokenstyle import captioning as C
+    from spokenstyle.runtime import setup
+
+    rt = setup(seed=0, device="cpu", profile="fast", verbose=False)
+    tiny_s = dict(enc_channels=(8, 8, 16, 16), n_embd=32, n_layer=1, n_head=2)
+    reg, _ = C.train_register_classifier(rt, {"n_sentences": 64, "batch_size": 8, "steps": 2, "lr": 1e-3},
+                                         model=C.TextClassifier(C.classifier_config("register", d_model=32, n_layer=1)))
+    R, _ = C.train_reader(rt, {"n_train": 64, "n_pile": 64, "batch_size": 8, "steps": 2, "lr": 1e-3},
+                          model=C.TextClassifier(C.classifier_config("reader", d_model=32, n_layer=1)))
+    S, hist = C.train_mle(rt, {"n_train": 64, "n_pile": 64, "batch_size": 4, "steps": 2, "lr": 1e-3, "lambda_slots": 1.0},
+                          model=Captioner(C.captioner_config(**tiny_s)))
+    assert len(hist["loss_formal"]) == 2
+    T = C.TextClassifier(C.classifier_config("critic", d_model=32, n_layer=1))
+    adv = {"n_train": 64, "n_pile": 64, "batch_size": 2, "steps": 2, "tau": 1.0, "lambda_adv": 1.0,
+           "lambda_ground": 1.0, "lambda_mle": 1.0, "n_gz": 2, "critic_warmup": 1, "lr_s": 1e-4, "lr_t": 1e-4}
+    for estimator in ("gumbel", "reinforce"):
+        hist = C.train_adversarial(rt, S, T, R, adv, generator=lambda n, step: torch.rand(n, 3, 32, 32),
+                                   estimator=estimator, lambda_mle=0.0 if estimator == "reinforce" else None)
+        assert "loss_adv" in hist and len(hist["loss_T"]) == 2
+    test = C.test_set(6)
+    texts, tokens = C.caption_images(S, test.images, "spoken", method="sample", max_len=8)
+    metrics = C.evaluate(texts, test, register_clf=reg, critic=T)
+    assert set(metrics) >= {"attribute_accuracy", "spoken_rate", "fooling_rate", "bleu4", "distinct2"}
+    assert 0 <= metrics["spoken_rate"] <= 1 and tokens.shape[0] == 6
+
+
+def test_checkpoints_remember_their_tokenizer(tmp_path):
+    from spokenstyle import captioning as C
+
+    model = Captioner(C.captioner_config(enc_channels=(8, 8, 16, 16), n_embd=32, n_layer=1, n_head=2))
+    model.save_pretrained(tmp_path / "ok", extra={"tokenizer": C.tokenizer_digest()})
+    assert C.load_captioner(tmp_path / "ok").config == model.config
+    model.save_pretrained(tmp_path / "old", extra={"tokenizer": "0123456789abcdef"})
+    with pytest.raises(checkpoints.CheckpointError, match="another tokenizer"):
+        C.load_captioner(tmp_path / "old")
+
+
+def test_slot_logits_read_the_colour_slots():
+    model = tiny(9)
+    memory = model.encode(images(2))
+    assert memory.shape == (2, 6 + 16, 32)  # 6 colour slots + a 4 × 4 grid at 32 px
+    assert model.slot_logits(memory).shape == (2, 6, 13)
+    with pytest.raises(ValueError, match="no image"):
+        model.slot_logits(model.encode(None, batch_size=2))

@@ -86,7 +86,7 @@ RUN_HELP = """Run the five-step pipeline on one (source, target) pair and save t
 SOURCE and TARGET are image files (any format and size PIL reads), or ShapeScenes renders
 written scene:SEED:STYLE (e.g. scene:7:flat; STYLE is one of flat, sketch, watercolour, neon,
 pixel, comic; scene:SEED alone takes style SEED % 6). Needs the shipped checkpoints
-(captioner_spoken, critic, fusion, and judge or features; shipped CycleGANs re-generate the
+(captioner_paired, critic, fusion, and judge or features; shipped CycleGANs re-generate the
 source in step 2); a missing one is named with the command that makes it. Example:
 
     spokenstyle run --source scene:7:flat --target scene:12:neon --out spoken.png --json

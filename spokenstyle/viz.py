@@ -17,7 +17,7 @@ import torch
 from matplotlib import animation
 from torchvision.utils import make_grid
 
-__all__ = ["image_grid", "show_grid", "plot_history", "animate", "LiveHistory"]
+__all__ = ["image_grid", "show_grid", "plot_history", "animate", "LiveHistory", "show_steps"]
 
 
 def _as_batch(images: Any) -> torch.Tensor:
@@ -165,3 +165,32 @@ class LiveHistory:
         else:
             self._handle.update(fig)
         plt.close(fig)
+
+
+def show_steps(output: Any, index: int = 0, *, figsize: tuple[float, float] = (15, 3.6)) -> plt.Figure:
+    """The five steps of one pair of a :class:`spokenstyle.pipeline.SpokenStyleOutput` in one
+    figure: source and target (1), the re-generated source (2), F's picture and the composed
+    picture (4), with the sentence (3) and the judges' scores (5) in the titles."""
+    import textwrap
+
+    from .data import STYLES
+
+    n = len(output.sentences)
+    if not isinstance(index, int) or not 0 <= index < n:
+        raise ValueError(f"index must be an int in [0, {n}), got {index!r}")
+    fig, axes = plt.subplots(1, 5, figsize=figsize, gridspec_kw={"width_ratios": [1, 1, 1, 1, 1.25]})
+    panels = [("1. source (content)", output.source[index]), ("1. target (style)", output.target[index]),
+              ("2. re-generated\n" + textwrap.shorten(output.step2[index], 40), output.regenerated[index]),
+              ("4. F draws the sentence", output.fused[index])]
+    for ax, (title, image) in zip(axes, panels):
+        ax.imshow(image.permute(1, 2, 0).clamp(0, 1).cpu().numpy(), interpolation="nearest")
+        ax.set_title(title, fontsize=9)
+        ax.axis("off")
+    axes[4].imshow(np.asarray(output.pictures[index]))
+    axes[4].set_title(f"4. composed\n5. style '{STYLES[int(output.target_style[index])]}': "
+                      f"{float(output.style_scores[index]):.2f}, spoken: {float(output.spoken_scores[index]):.2f}",
+                      fontsize=9)
+    axes[4].axis("off")
+    fig.suptitle("3. “" + textwrap.shorten(output.sentences[index] or "(empty)", 110) + "”", fontsize=10)
+    fig.tight_layout()
+    return fig

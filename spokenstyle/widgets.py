@@ -14,7 +14,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-__all__ = ["to_png", "image_switcher"]
+__all__ = ["to_png", "image_switcher", "pipeline_app"]
 
 
 def to_png(image: Any, *, scale: int = 1) -> bytes:
@@ -62,3 +62,123 @@ def image_switcher(images: Mapping[str, Any], *, description: str = "", scale: i
     box = widgets.VBox([buttons, stack])
     box.link = widgets.jslink((buttons, "index"), (stack, "selected_index"))  # kept for inspection
     return box
+
+
+# -- the pipeline front end --------------------------------------------------------------------
+
+DEFAULT_SOURCES: tuple[str, ...] = ("scene:3:flat", "scene:8:sketch", "scene:21:watercolour", "scene:5:pixel")
+DEFAULT_TARGETS: tuple[str, ...] = ("scene:40:flat", "scene:41:sketch", "scene:42:watercolour", "scene:43:neon",
+                                    "scene:44:pixel", "scene:45:comic")
+
+
+def _uploaded_image(upload: Any):
+    """The PIL image of a FileUpload's latest file, or None when nothing was uploaded."""
+    from PIL import Image
+
+    value = upload.value
+    if not value:
+        return None
+    item = value[-1] if isinstance(value, (list, tuple)) else list(value.values())[-1]  # ipywidgets 8 / 7
+    content = item["content"]
+    try:
+        image = Image.open(io.BytesIO(bytes(content)))
+        image.load()
+    except Exception as err:  # PIL raises several kinds for a file that is not an image
+        raise ValueError(f"the uploaded file {item.get('name', '')!r} is not an image PIL can read ({err})") from err
+    return image
+
+
+def pipeline_app(pipe: Any, *, sources: Any = DEFAULT_SOURCES, targets: Any = DEFAULT_TARGETS, seed: int = 0,
+                 scale: int = 2):
+    """An ipywidgets front end for :class:`spokenstyle.pipeline.SpokenStylePipeline`.
+
+    Pick a source (content) and a target (style) from a gallery of ShapeScenes renders, or
+    upload your own pictures, press **Run**, and see every step: the source and target, the
+    re-generated source (step 2), the sentence (step 3), F's picture and the composed picture
+    (step 4), and the judge's and the critic's scores (step 5).
+
+    The Run button calls Python, so the app needs a live kernel (Colab, Jupyter); in the static
+    book use :func:`spokenstyle.viz.show_steps` on an output instead.
+
+    Args:
+        pipe: a :class:`~spokenstyle.pipeline.SpokenStylePipeline`.
+        sources, targets: gallery entries, each anything the pipeline accepts
+            (``"scene:SEED:STYLE"``, a path, a PIL image, ...).
+        seed: the initial seed.
+        scale: integer upscaling of the 64 px pictures on screen.
+
+    Returns:
+        an ``ipywidgets.VBox``; ``app.run()`` does what the button does and returns the
+        pipeline's output (``app.output`` keeps the latest one).
+    """
+    import ipywidgets as widgets
+
+    from .pipeline import as_images
+
+    def gallery(entries: Any, label: str):
+        entries = list(entries)
+        if not entries:
+            raise ValueError(f"the {label} gallery is empty")
+        pictures = [as_images(e, name=f"{label}[{i}]") for i, e in enumerate(entries)]
+        names = [e if isinstance(e, str) else f"{label} {i + 1}" for i, e in enumerate(entries)]
+        thumbs = [widgets.VBox([widgets.Image(value=to_png(p[0], scale=1), format="png"),
+                                widgets.Label(f"{i + 1}")]) for i, p in enumerate(pictures)]
+        choice = widgets.ToggleButtons(options=[(f"{i + 1}", i) for i in range(len(entries))], value=0,
+                                       description=label, style={"button_width": "36px"})
+        upload = widgets.FileUpload(accept="image/*", multiple=False, description=f"upload {label}")
+        return pictures, names, choice, upload, widgets.VBox([widgets.HBox(thumbs), widgets.HBox([choice, upload])])
+
+    src_pics, src_names, src_choice, src_upload, src_box = gallery(sources, "source")
+    tgt_pics, tgt_names, tgt_choice, tgt_upload, tgt_box = gallery(targets, "target")
+    seed_box = widgets.BoundedIntText(value=seed, min=0, max=2**31 - 1, description="seed")
+    layout_box = widgets.Dropdown(options=["bubble", "band"], value="bubble", description="layout")
+    button = widgets.Button(description="Run", button_style="primary", icon="play")
+    blank = to_png(torch.ones(3, 64, 64), scale=scale)
+    steps = {k: widgets.Image(value=blank, format="png") for k in ("source", "target", "regenerated", "fused")}
+    composed = widgets.Image(value=to_png(torch.ones(3, 64, 64), scale=4), format="png")
+    titles = {"source": "1. source (content)", "target": "1. target (style)", "regenerated": "2. re-generated",
+              "fused": "4. F's picture"}
+    row = widgets.HBox([widgets.VBox([widgets.Label(titles[k]), steps[k]]) for k in steps]
+                       + [widgets.VBox([widgets.Label("4. composed"), composed])])
+    report = widgets.HTML(value="<i>press Run</i>")
+    status = widgets.HTML(value="")
+
+    def current(pictures, choice, upload):
+        uploaded = _uploaded_image(upload)
+        return uploaded if uploaded is not None else pictures[choice.value]
+
+    def run(*_: Any):
+        import html as _html
+
+        from .data import STYLES
+
+        status.value = "running…"
+        try:
+            out = pipe(current(src_pics, src_choice, src_upload), current(tgt_pics, tgt_choice, tgt_upload),
+                       seed=int(seed_box.value), layout=layout_box.value)
+        except (ValueError, TypeError) as err:
+            status.value = f"<b style='color:#b00'>error:</b> {_html.escape(str(err))}"
+            return None
+        for key in ("source", "target", "regenerated", "fused"):
+            steps[key].value = to_png(getattr(out, key)[0], scale=scale)
+        composed.value = to_png(out.pictures[0])
+        s = out.summary(0)
+        report.value = (
+            f"<p><b>2.</b> {_html.escape(s['step2'])}</p>"
+            f"<p><b>3. sentence:</b> “{_html.escape(s['sentence'])}”</p>"
+            f"<p><b>5.</b> judge: in style <i>{STYLES[int(out.target_style[0])]}</i> with probability "
+            f"{s['style_score']:.2f} (reads <i>{s['fused_style']}</i>); critic T: spoken with probability "
+            f"{s['spoken_score']:.2f}</p>"
+            f"<p>content: source <i>{_html.escape(s['source_content'])}</i> → sentence "
+            f"<i>{_html.escape(s['sentence_content'])}</i> → picture <i>{_html.escape(s['fused_content'])}</i></p>")
+        status.value = ""
+        app.output = out
+        return out
+
+    button.on_click(run)
+    app = widgets.VBox([src_box, tgt_box, widgets.HBox([seed_box, layout_box, button]), status, row, report])
+    app.run = run
+    app.output = None
+    app.controls = {"source": src_choice, "target": tgt_choice, "source_upload": src_upload,
+                    "target_upload": tgt_upload, "seed": seed_box, "layout": layout_box, "button": button}
+    return app

@@ -93,9 +93,10 @@ def plot_history(history: Mapping[str, Sequence[float]], keys: Sequence[str] | N
     steps = np.asarray(history["step"], dtype=float)
     for key in keys:
         values = np.asarray(history[key], dtype=float)
-        line, = ax.plot(steps[: len(values)], values, alpha=0.3 if smooth > 1 else 1.0,
-                        label=None if smooth > 1 else key)
-        if smooth > 1 and len(values) >= smooth:
+        smoothed = smooth > 1 and len(values) >= smooth  # too few points yet: the raw curve is the curve
+        line, = ax.plot(steps[: len(values)], values, alpha=0.3 if smoothed else 1.0,
+                        label=None if smoothed else key)
+        if smoothed:
             ax.plot(steps[smooth - 1: len(values)], _smooth(values, smooth), color=line.get_color(), label=key)
     ax.set_xlabel("step")
     if logy:

@@ -9,6 +9,8 @@ these functions.
 
 from __future__ import annotations
 
+import re
+
 from typing import Any, Callable, Mapping, Sequence
 
 import matplotlib.pyplot as plt
@@ -134,8 +136,23 @@ def animate(frames: Sequence[Any], draw: Callable[[plt.Axes, Any, int], None], *
         return []
 
     anim = animation.FuncAnimation(fig, update, frames=len(frames), interval=interval, blit=False)
-    html = HTML(anim.to_jshtml(default_mode="once"))
+    html = HTML(_offline_controls(anim.to_jshtml(default_mode="once")))
     plt.close(fig)
+    return html
+
+
+# matplotlib's player draws its buttons with Font Awesome icons from a CDN stylesheet; the book
+# must render offline, so the stylesheet link goes and each icon becomes a Unicode symbol
+_ICONS = {"fa-minus": "\u2212", "fa-fast-backward": "\u23ee", "fa-step-backward": "\u23f4\u2758",
+          "fa-play fa-flip-horizontal": "\u25c0", "fa-pause": "\u23f8", "fa-play": "\u25b6",
+          "fa-step-forward": "\u2758\u23f5", "fa-fast-forward": "\u23ed", "fa-plus": "+"}
+
+
+def _offline_controls(html: str) -> str:
+    """``to_jshtml`` output without the Font Awesome CDN stylesheet, icons drawn as text."""
+    html = re.sub(r'<link rel="stylesheet"\s+href="https?://[^"]*font-awesome[^"]*">', "", html)
+    for icon, symbol in _ICONS.items():
+        html = html.replace(f'<i class="fa {icon}"></i>', symbol)
     return html
 
 

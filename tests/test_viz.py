@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+import re
 
 import matplotlib
+
 import numpy as np
 import pytest
 import torch
@@ -47,6 +49,12 @@ def test_show_grid_and_plot_history_draw():
     with pytest.raises(KeyError, match="history has no"):
         viz.plot_history(h, ["loss_X"])
     matplotlib.pyplot.close("all")
+
+
+def test_animation_controls_need_no_cdn():
+    html = viz.animate([np.zeros((4, 4)), np.ones((4, 4))], lambda ax, frame, i: ax.imshow(frame), interval=50).data
+    assert "://" not in "".join(re.findall(r'<link[^>]*>', html))  # no stylesheet from another host
+    assert 'class="fa ' not in html and "\u25b6" in html  # every icon became a symbol; play is there
 
 
 def test_animate_embeds_every_frame_in_html():

@@ -47,6 +47,7 @@ __all__ = [
     "load_pretrained",
     "shipped",
     "shipped_path",
+    "resolve",
 ]
 
 FORMAT = "spokenstyle-checkpoint/1"
@@ -277,3 +278,13 @@ def shipped_path(name: str) -> Path:
     if not (path / MANIFEST).is_file():
         raise CheckpointError(f"no shipped checkpoint named {name!r}; available: {sorted(shipped()) or 'none'}")
     return path
+
+
+def resolve(name_or_path: str | Path) -> Path:
+    """A checkpoint folder from a shipped checkpoint's name (``"dcgan"``) or a folder's path.
+
+    A ``Path``, a string with a ``/`` or an existing folder is taken as a path; anything else is
+    looked up among the shipped checkpoints (:func:`shipped_path`, with its clear error)."""
+    if isinstance(name_or_path, Path) or "/" in str(name_or_path) or Path(name_or_path).is_dir():
+        return Path(name_or_path)
+    return shipped_path(str(name_or_path))

@@ -146,6 +146,18 @@ def test_shipped_registry_lists_shipped_folders(tmp_path, monkeypatch):
         checkpoints.shipped_path("dcgan")
 
 
+def test_resolve_takes_a_shipped_name_or_a_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("SPOKENSTYLE_DATA", str(tmp_path / "data"))
+    shipped_dir = tmp_path / "data" / "checkpoints" / "tiny"
+    checkpoints.save_pretrained(tiny(), shipped_dir)
+    assert checkpoints.resolve("tiny") == shipped_dir  # a name: looked up among the shipped ones
+    own = tmp_path / "mine"
+    checkpoints.save_pretrained(tiny(), own)
+    assert checkpoints.resolve(own) == own and checkpoints.resolve(str(own)) == own  # a folder: as given
+    with pytest.raises(CheckpointError, match="no shipped checkpoint named 'nope'"):
+        checkpoints.resolve("nope")
+
+
 def test_every_committed_checkpoint_verifies():
     for name in checkpoints.shipped():
         checkpoints.load_checkpoint(checkpoints.shipped_path(name))

@@ -577,7 +577,7 @@ class Captioner(nn.Module):
     def from_pretrained(cls, directory: str | Path, *, device: str | torch.device | None = None) -> "Captioner":
         """Rebuilds the model from the checkpoint's config and loads its weights, checking every
         key name and shape; in eval mode."""
-        directory = _weights_dir(directory)
+        directory = checkpoints.resolve(directory)
         manifest = checkpoints.read_manifest(directory)
         try:
             config = CaptionerConfig(**manifest["config"])
@@ -590,13 +590,6 @@ class Captioner(nn.Module):
         if device is not None:
             model.to(device)
         return model.eval()
-
-
-def _weights_dir(weights: str | Path) -> Path:
-    """A shipped checkpoint's name (``"captioner_spoken"``) or a checkpoint folder's path."""
-    if isinstance(weights, Path) or "/" in str(weights) or Path(weights).is_dir():
-        return Path(weights)
-    return checkpoints.shipped_path(str(weights))
 
 
 def captioner(*, config: CaptionerConfig | None = None, weights: str | Path | None = None,

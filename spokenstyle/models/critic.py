@@ -328,7 +328,7 @@ class TextClassifier(nn.Module):
     @classmethod
     def from_pretrained(cls, directory: str | Path, *, device: str | torch.device | None = None) -> "TextClassifier":
         """Rebuilds the classifier from the checkpoint's config, checks keys/shapes, loads; eval mode."""
-        directory = _weights_dir(directory)
+        directory = checkpoints.resolve(directory)
         manifest = checkpoints.read_manifest(directory)
         try:
             config = TextClassifierConfig(**manifest["config"])
@@ -341,12 +341,6 @@ class TextClassifier(nn.Module):
         if device is not None:
             model.to(device)
         return model.eval()
-
-
-def _weights_dir(weights: str | Path) -> Path:
-    if isinstance(weights, Path) or "/" in str(weights) or Path(weights).is_dir():
-        return Path(weights)
-    return checkpoints.shipped_path(str(weights))
 
 
 def text_classifier(*, kind: str = "critic", config: TextClassifierConfig | None = None,

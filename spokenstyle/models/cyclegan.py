@@ -332,12 +332,6 @@ class CycleGAN(nn.Module):
 
 # -- builders ----------------------------------------------------------------------------------
 
-def _weights_dir(weights: str | Path) -> Path:
-    if isinstance(weights, Path) or "/" in str(weights) or Path(weights).is_dir():
-        return Path(weights)
-    return checkpoints.shipped_path(str(weights))
-
-
 def cyclegan(*, config: CycleGANConfig | None = None, weights: str | Path | None = None,
              **overrides: Any) -> CycleGAN:
     """A CycleGAN (``.G_AB``, ``.G_BA``, ``.D_A``, ``.D_B``) (Zhu et al. 2017, https://arxiv.org/abs/1703.10593).
@@ -355,7 +349,7 @@ def cyclegan(*, config: CycleGANConfig | None = None, weights: str | Path | None
         return CycleGAN(CycleGANConfig(**{**base, **overrides}))
     if config is not None or overrides:
         raise ValueError("give either weights (the checkpoint fixes the architecture) or config/overrides, not both")
-    directory = _weights_dir(weights)
+    directory = checkpoints.resolve(weights)
     manifest = checkpoints.read_manifest(directory)
     try:
         config = CycleGANConfig(**manifest["config"])

@@ -263,15 +263,8 @@ def _config(config: DCGANConfig | None, overrides: dict[str, Any]) -> DCGANConfi
     return DCGANConfig(**{**base, **overrides})
 
 
-def _weights_dir(weights: str | Path) -> Path:
-    """A shipped checkpoint's name (``"dcgan"``) or a checkpoint folder's path."""
-    if isinstance(weights, Path) or "/" in str(weights) or Path(weights).is_dir():
-        return Path(weights)
-    return checkpoints.shipped_path(str(weights))
-
-
 def _load_pair(weights: str | Path) -> tuple[DCGAN, checkpoints.Checkpoint]:
-    directory = _weights_dir(weights)
+    directory = checkpoints.resolve(weights)
     manifest = checkpoints.read_manifest(directory)
     try:
         config = DCGANConfig(**manifest["config"])

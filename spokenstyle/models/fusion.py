@@ -550,17 +550,11 @@ def fuse(F: FusionGenerator, sentences: list[str], style_images: torch.Tensor, *
 
 # -- checkpoints -------------------------------------------------------------------------------
 
-def _weights_dir(name_or_path: str | Path) -> Path:
-    if isinstance(name_or_path, Path) or "/" in str(name_or_path) or Path(name_or_path).is_dir():
-        return Path(name_or_path)
-    return checkpoints.shipped_path(str(name_or_path))
-
-
 def load_fusion_pair(name_or_path: str | Path = "fusion", device=None) -> FusionGAN:
     """F and D from a checkpoint (a shipped name or a folder), in eval mode on ``device``."""
     from .. import runtime
 
-    directory = _weights_dir(name_or_path)
+    directory = checkpoints.resolve(name_or_path)
     manifest = checkpoints.read_manifest(directory)
     try:
         config = FusionConfig(**manifest["config"])
@@ -587,7 +581,7 @@ def load_judge(name_or_path: str | Path = "fusion", device=None):
     from .. import runtime
     from .judge import scene_judge
 
-    directory = _weights_dir(name_or_path)
+    directory = checkpoints.resolve(name_or_path)
     if (directory / "judge" / checkpoints.MANIFEST).is_file():
         directory = directory / "judge"
     elif checkpoints.read_manifest(directory).get("extra", {}).get("class") != "SceneJudge":

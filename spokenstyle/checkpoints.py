@@ -48,6 +48,7 @@ __all__ = [
     "shipped",
     "shipped_path",
     "resolve",
+    "build_pretrained",
 ]
 
 FORMAT = "spokenstyle-checkpoint/1"
@@ -288,3 +289,24 @@ def resolve(name_or_path: str | Path) -> Path:
     if isinstance(name_or_path, Path) or "/" in str(name_or_path) or Path(name_or_path).is_dir():
         return Path(name_or_path)
     return shipped_path(str(name_or_path))
+
+
+def build_pretrained(cls: type, config_cls: type, name_or_path: str | Path, *,
+                     device: str | torch.device | None = None, what: str = "model") -> torch.nn.Module:
+    """``cls(config_cls(**manifest["config"]))`` with the checkpoint's weights, in eval mode.
+
+    The shared body of the models' ``from_pretrained``: rebuild the architecture from the config
+    the manifest recorded, then load the weights (every key name and shape is checked). A config
+    that does not fit ``config_cls`` means a foreign checkpoint, and says so."""
+    directory = resolve(name_or_path)
+    manifest = read_manifest(directory)
+    try:
+        config = config_cls(**manifest["config"])
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"{directory} is not a {what} checkpoint: its config does not fit "
+                              f"{config_cls.__name__} ({err})") from err
+    model = cls(config)
+    model.manifest = load_pretrained(model, directory).manifest
+    if device is not None:
+        model.to(device)
+    return model.eval()

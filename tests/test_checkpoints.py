@@ -158,6 +158,24 @@ def test_resolve_takes_a_shipped_name_or_a_folder(tmp_path, monkeypatch):
         checkpoints.resolve("nope")
 
 
+def test_build_pretrained_rebuilds_from_the_recorded_config(tmp_path):
+    saved = tiny(width=6)
+    with torch.no_grad():
+        saved[0].weight.add_(1.0)  # unlike a fresh tiny(6): the weights must come from the file
+    checkpoints.save_pretrained(saved, tmp_path / "ck", config=TinyConfig(width=6))
+    rebuilt = checkpoints.build_pretrained(lambda config: tiny(config.width), TinyConfig, tmp_path / "ck", what="tiny")
+    assert not rebuilt.training and rebuilt[0].out_features == 6  # the recorded width, not the default
+    for key, value in saved.state_dict().items():
+        assert torch.equal(value, rebuilt.state_dict()[key]), key
+
+    @dataclass
+    class OtherConfig:
+        depth: int = 2
+
+    with pytest.raises(CheckpointError, match="is not a other checkpoint: its config does not fit OtherConfig"):
+        checkpoints.build_pretrained(lambda config: tiny(), OtherConfig, tmp_path / "ck", what="other")
+
+
 def test_every_committed_checkpoint_verifies():
     for name in checkpoints.shipped():
         checkpoints.load_checkpoint(checkpoints.shipped_path(name))

@@ -577,19 +577,7 @@ class Captioner(nn.Module):
     def from_pretrained(cls, directory: str | Path, *, device: str | torch.device | None = None) -> "Captioner":
         """Rebuilds the model from the checkpoint's config and loads its weights, checking every
         key name and shape; in eval mode."""
-        directory = checkpoints.resolve(directory)
-        manifest = checkpoints.read_manifest(directory)
-        try:
-            config = CaptionerConfig(**manifest["config"])
-        except (TypeError, ValueError) as err:
-            raise checkpoints.CheckpointError(f"{directory} is not a captioner checkpoint: its config does not fit "
-                                              f"CaptionerConfig ({err})") from err
-        model = cls(config)
-        ckpt = checkpoints.load_pretrained(model, directory)
-        model.manifest = ckpt.manifest
-        if device is not None:
-            model.to(device)
-        return model.eval()
+        return checkpoints.build_pretrained(cls, CaptionerConfig, directory, device=device, what="captioner")
 
 
 def captioner(*, config: CaptionerConfig | None = None, weights: str | Path | None = None,

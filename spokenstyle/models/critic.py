@@ -328,19 +328,7 @@ class TextClassifier(nn.Module):
     @classmethod
     def from_pretrained(cls, directory: str | Path, *, device: str | torch.device | None = None) -> "TextClassifier":
         """Rebuilds the classifier from the checkpoint's config, checks keys/shapes, loads; eval mode."""
-        directory = checkpoints.resolve(directory)
-        manifest = checkpoints.read_manifest(directory)
-        try:
-            config = TextClassifierConfig(**manifest["config"])
-        except (TypeError, ValueError) as err:
-            raise checkpoints.CheckpointError(f"{directory} is not a text-classifier checkpoint: its config does "
-                                              f"not fit TextClassifierConfig ({err})") from err
-        model = cls(config)
-        ckpt = checkpoints.load_pretrained(model, directory)
-        model.manifest = ckpt.manifest
-        if device is not None:
-            model.to(device)
-        return model.eval()
+        return checkpoints.build_pretrained(cls, TextClassifierConfig, directory, device=device, what="text-classifier")
 
 
 def text_classifier(*, kind: str = "critic", config: TextClassifierConfig | None = None,

@@ -68,10 +68,13 @@ unit:
 	@echo "== unit tests"
 	$(PYTHON) -m pytest tests -m "not book" -q
 
-# every chapter notebook, fast profile, on the CPU; per-notebook wall times -> reports/local/
+# every chapter notebook, fast profile, on the CPU; per-notebook wall times -> reports/local/.
+# Each notebook that passes is stored with its outputs in the book's jupyter-cache
+# (tools/nbval_cache.py), so book-strict renders nbval's execution instead of running it again.
 nbval:
 	@echo "== notebooks (nbval, fast profile)"
 	SPOKENSTYLE_PROFILE=fast SPOKENSTYLE_DEVICE=cpu SPOKENSTYLE_TIMINGS=reports/local/nbval-fast.json \
+	  SPOKENSTYLE_NB_CACHE=_build/.jupyter_cache \
 	  $(PYTHON) -m pytest --nbval-lax chapters -q
 	$(PYTHON) tools/nbtimes.py reports/local/nbval-fast.json --limit 60
 

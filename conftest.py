@@ -1,8 +1,11 @@
-"""Shared pytest hooks: per-notebook wall times for nbval runs.
+"""Shared pytest hooks: per-notebook wall times for nbval runs, and nbval's executions for the book.
 
 With ``SPOKENSTYLE_TIMINGS=path.json`` set, the time of every notebook cell that nbval runs
 is summed per notebook and written to that file at the end of the session (tools/nbtimes.py
-prints and checks it; ``make runtimes`` records it in reports/).
+prints and checks it; ``make runtimes`` records it in reports/). With
+``SPOKENSTYLE_NB_CACHE=folder`` set, every notebook that passes is stored, outputs and all, in
+that jupyter-cache, where the book build finds it instead of running it again
+(``tools/nbval_cache.py``).
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import json
 import os
 from collections import defaultdict
 from pathlib import Path
+
+pytest_plugins = ["tools.nbval_cache"]
 
 _times: dict[str, float] = defaultdict(float)
 _cells: dict[str, int] = defaultdict(int)

@@ -56,6 +56,7 @@ __all__ = [
     "adain_transfer",
     "ssim",
     "TranslationScores",
+    "judge_scores",
     "evaluate_translation",
     "evaluate_photo_translation",
 ]
@@ -316,6 +317,27 @@ def _judge_scores(judge: nn.Module, images: torch.Tensor, style_id: int, slots: 
         scene_hits += int((pred == s).all(1).sum())
     n = images.shape[0]
     return {"style": style_hits / n, "object": obj_hits / max(objects, 1), "scene": scene_hits / n}
+
+
+def judge_scores(judge: nn.Module, images: torch.Tensor, style: str | int, slots: torch.Tensor) -> dict[str, float]:
+    """What the scene judge reads in ``images``: ``{"style", "object", "scene"}`` accuracies.
+
+    Args:
+        judge: a :class:`~spokenstyle.models.judge.SceneJudge` (the shipped ``"judge"``).
+        images: (B, 3, H, W) in [0, 1].
+        style: the style the pictures should have (name or id).
+        slots: (B, 6) the true colour slots (``batch["slots"]``; 0 = no object of that colour).
+    Returns: the share of pictures called ``style``, of objects read exactly (shape, colour and
+    size) and of scenes read exactly.
+    """
+    from .data.styles import style_ids
+
+    images = _check_images(images, "images")
+    if not isinstance(slots, torch.Tensor) or slots.dim() != 2 or slots.shape[0] != images.shape[0] \
+            or slots.dtype.is_floating_point:
+        raise ValueError(f"slots must be an integer (B, n_colours) tensor with B = {images.shape[0]}, got "
+                         f"{tuple(slots.shape) if isinstance(slots, torch.Tensor) else type(slots).__name__}")
+    return _judge_scores(judge, images, int(style_ids(style, 1)[0]), slots.cpu())
 
 
 def evaluate_translation(translate: Callable[[torch.Tensor], torch.Tensor], style_a: str, style_b: str, *,

@@ -53,6 +53,28 @@ def test_residual_generator_starts_from_the_identity_when_its_last_layer_is_zero
     torch.testing.assert_close(g(x), x, atol=1e-5, rtol=0)
 
 
+def test_position_channels_start_as_the_plain_network_and_tile_for_other_sizes():
+    torch.manual_seed(0)
+    g = cg.ResnetGenerator(cg.CycleGANConfig(**TINY, resolution=32, position=2))
+    assert g.position.shape == (1, 2, 32, 32) and g.net[1].in_channels == 5
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    plain = cg.ResnetGenerator(cg.CycleGANConfig(**TINY, resolution=32))
+    with torch.no_grad():  # same weights on the image channels: a zero map changes nothing
+        plain.load_state_dict({k: (v[:, :3] if k == "net.1.weight" else v) for k, v in g.state_dict().items()
+                               if k != "position"})
+    torch.testing.assert_close(g(x), plain(x))
+    with torch.no_grad():
+        g.position.normal_()
+    assert not torch.allclose(g(x), plain(x))
+    big = torch.rand(1, 3, 64, 48) * 2 - 1  # another size: the map is tiled from the top-left corner
+    ext = g._with_position(big)
+    assert ext.shape == (1, 5, 64, 48)
+    torch.testing.assert_close(ext[:, 3:, 32:, :16], g.position.detach()[..., :, :16])
+    assert g(big).shape == big.shape and g(x[:, :, :16, :16]).shape == (2, 3, 16, 16)
+    with pytest.raises(ValueError, match="position"):
+        cg.CycleGANConfig(position=-1)
+
+
 def test_patchgan_receptive_field_is_70_pixels():
     """Each score of the reference PatchGAN (3 strided layers) sees a 70 x 70 window (Isola et al.)."""
     d = cg.PatchDiscriminator(cg.CycleGANConfig(d_width=2, d_layers=3, norm="none", resolution=128))
@@ -151,6 +173,45 @@ def test_cycle_step_matches_the_reference_objective():
     torch.testing.assert_close(t.losses["G"], loss_g, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(t.losses["D"], loss_d, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(out["loss_cycle"].detach(), cyc, rtol=1e-5, atol=1e-6)
+
+
+def test_warmup_ramps_the_cycle_and_identity_weights():
+    assert [cg.l1_weight(s, 4) for s in (0, 1, 2, 4, 9)] == [0.0, 0.25, 0.5, 1.0, 1.0]
+    assert cg.l1_weight(0, 0) == 1.0
+    with pytest.raises(ValueError, match="warmup"):
+        cg.l1_weight(0, -1)
+    torch.manual_seed(0)
+    model = cg.cyclegan(**TINY)
+    a, b = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    t = _StubTrainer(model)
+    out = cg.cycle_step(t, {"image_a": a, "image_b": b}, 1, config=model.config,
+                        pools=(cg.ImagePool(0), cg.ImagePool(0)), warmup=4)
+    expected = out["loss_adv"] + 0.25 * (10 * out["loss_cycle"] + 5 * out["loss_idt"])
+    torch.testing.assert_close(t.losses["G"], expected.detach(), rtol=1e-5, atol=1e-6)
+
+
+def test_generator_ema_averages_the_generators_and_copies_back():
+    torch.manual_seed(0)
+    model = cg.cyclegan(**TINY)
+    ema = cg.GeneratorEMA(model, decay=0.75)
+    start = [p.detach().clone() for p in model.G_AB.parameters()]
+    with torch.no_grad():
+        for p in model.G_AB.parameters():
+            p.add_(1.0)
+    ema.update()
+    other = cg.cyclegan(**TINY)
+    ema.copy_to(other)
+    for s0, p in zip(start, other.G_AB.parameters()):
+        torch.testing.assert_close(p, s0 + 0.25)  # 0.75 * start + 0.25 * (start + 1)
+    torch.testing.assert_close(list(other.G_BA.parameters())[0], list(model.G_BA.parameters())[0])
+    assert ema.updates == 1
+    history = cg.train_cyclegan(model, lambda step: {"image_a": torch.rand(1, 3, 32, 32), "image_b": torch.rand(1, 3, 32, 32)},
+                                steps=2, ema=ema, device="cpu")
+    assert ema.updates == 3 and len(history["loss_G"]) == 2
+    with pytest.raises(ValueError, match="decay"):
+        cg.GeneratorEMA(model, decay=1.0)
+    with pytest.raises(ValueError, match="architecture"):
+        ema.copy_to(cg.cyclegan(g_width=8, n_blocks=1, d_width=4))
 
 
 def test_training_runs_and_the_schedule_decays_to_zero():
@@ -295,6 +356,21 @@ def test_scorecard_of_doing_nothing():
         stylization.evaluate_translation(lambda x: x, "flat", "comic", judge=judge, n=1)
     with pytest.raises(ValueError, match="unknown style"):
         stylization.evaluate_translation(lambda x: x, "flat", "oil", judge=judge, n=4)
+
+
+def test_judge_scores_reads_real_renders_and_checks_its_inputs():
+    from spokenstyle.data import paired_batches
+    from spokenstyle.models.judge import scene_judge
+
+    judge = scene_judge(weights="judge")
+    batch = paired_batches(16, "flat", "comic", 64, split="test")(0)
+    s = stylization.judge_scores(judge, batch["image_b"], "comic", batch["slots"])
+    assert s["style"] >= 0.9 and s["object"] >= 0.9 and set(s) == {"style", "object", "scene"}
+    assert stylization.judge_scores(judge, batch["image_b"], "flat", batch["slots"])["style"] <= 0.1
+    with pytest.raises(ValueError, match="slots"):
+        stylization.judge_scores(judge, batch["image_b"], "comic", batch["slots"][:3])
+    with pytest.raises(ValueError, match="unknown style"):
+        stylization.judge_scores(judge, batch["image_b"], "oil", batch["slots"])
 
 
 def test_the_shipped_judge_reads_real_renders():

@@ -66,11 +66,13 @@ __all__ = [
     "ResnetGenerator",
     "PatchDiscriminator",
     "ImagePool",
+    "GeneratorEMA",
     "CycleGAN",
     "reference_config",
     "cyclegan",
     "cyclegan_generator",
     "cycle_step",
+    "l1_weight",
     "adam_optimizers",
     "linear_decay",
     "train_cyclegan",
@@ -144,11 +146,14 @@ class CycleGANConfig:
     residual: bool = True  # G predicts a change to its input: out = tanh(atanh(x) + net(x)). Not in the
     # reference; it starts G near the identity, so cycle and identity losses hold from step 0 and the
     # short CPU budgets are spent on the style (False = the reference's plain output)
+    position: int = 0  # learned position channels concatenated to G's input (0 = none, the reference).
+    # A convolution cannot tell where on the canvas it is; textures printed on a fixed screen (halftone
+    # dots, a pixel grid) need that (CoordConv, Liu et al. 2018; here the map itself is learned)
 
     def __post_init__(self) -> None:
-        for name in ("resolution", "channels", "g_width", "n_blocks", "d_width", "d_layers"):
+        for name in ("resolution", "channels", "g_width", "n_blocks", "d_width", "d_layers", "position"):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < (0 if name == "n_blocks" else 1):
+            if not isinstance(value, int) or isinstance(value, bool) or value < (0 if name in ("n_blocks", "position") else 1):
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
         if not isinstance(self.n_down, int) or isinstance(self.n_down, bool) or not 0 <= self.n_down <= 4:
             raise ValueError(f"n_down must be an int from 0 to 4, got {self.n_down!r}")
@@ -185,8 +190,10 @@ class ResnetGenerator(nn.Module):
         self.config = c = config
         bias = c.norm == "instance"
         w = c.g_width
-        layers: list[nn.Module] = [nn.ReflectionPad2d(3), nn.Conv2d(c.channels, w, 7, bias=bias), _norm(c.norm, w),
-                                   nn.ReLU(inplace=True)]  # (B, w, R, R)
+        # position channels: a learned (P, R, R) map, zero at init (G starts as the plain network)
+        self.position = nn.Parameter(torch.zeros(1, c.position, c.resolution, c.resolution)) if c.position else None
+        layers: list[nn.Module] = [nn.ReflectionPad2d(3), nn.Conv2d(c.channels + c.position, w, 7, bias=bias),
+                                   _norm(c.norm, w), nn.ReLU(inplace=True)]  # (B, w, R, R)
         for i in range(c.n_down):
             m = w * 2 ** i
             layers += [nn.Conv2d(m, 2 * m, 3, stride=2, padding=1, bias=bias), _norm(c.norm, 2 * m),
@@ -204,10 +211,20 @@ class ResnetGenerator(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) in [-1, 1] → (B, 3, H, W) in [-1, 1]; H and W divisible by 2**n_down."""
         _check_images(x, self.config, "x")
-        out = self.net(x)  # (B, 3, H, W) pre-activation
+        out = self.net(self._with_position(x) if self.position is not None else x)  # (B, 3, H, W) pre-activation
         if self.config.residual:  # a change in tanh's pre-activation space: out = x when net(x) = 0
             out = out + torch.atanh(x.clamp(-0.999, 0.999))
         return torch.tanh(out)
+
+    def _with_position(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, 3, H, W) with the position channels appended: (B, 3 + P, H, W). Pictures of another
+        size than ``resolution`` get the map tiled and cropped (the canvas's top-left corner stays
+        the map's), so a screen learned at 64 px keeps its phase."""
+        pos = self.position
+        h, w = x.shape[-2:]
+        if (h, w) != pos.shape[-2:]:
+            pos = pos.repeat(1, 1, -(-h // pos.shape[-2]), -(-w // pos.shape[-1]))[..., :h, :w]
+        return torch.cat([x, pos.to(x.dtype).expand(x.shape[0], -1, -1, -1)], 1)
 
     @torch.no_grad()
     def translate(self, images: torch.Tensor, *, batch_size: int = 256) -> torch.Tensor:
@@ -316,6 +333,45 @@ class ImagePool:
         return torch.stack(out)
 
 
+class GeneratorEMA:
+    """An exponential moving average of both generators' weights (Polyak averaging; Karras et al.
+    2018 average G this way for evaluation, Yazıcı et al. 2019 measure why it helps GANs).
+
+    GAN training does not converge to a point: G circles around an equilibrium, and each step's
+    weights carry that step's artefacts. ``update()`` after every generator step keeps
+    ``avg = decay * avg + (1 - decay) * weights``; :meth:`copy_to` puts the average into a model.
+    It costs one pass over the parameters per step and changes nothing in training. Like the
+    pool, it is not checkpointed (a resumed run restarts it from the current weights).
+    """
+
+    def __init__(self, model: "CycleGAN", decay: float = 0.999) -> None:
+        if not isinstance(model, CycleGAN):
+            raise TypeError(f"model must be a CycleGAN, got {type(model).__name__}")
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"decay must be in (0, 1), got {decay!r}")
+        self.decay = decay
+        self.live = [p for g in (model.G_AB, model.G_BA) for p in g.parameters()]
+        self.average = [p.detach().clone() for p in self.live]
+        self.updates = 0
+
+    @torch.no_grad()
+    def update(self) -> None:
+        for avg, p in zip(self.average, self.live):
+            if avg.device != p.device:  # the trainer moved the model after this was made
+                avg.data = avg.data.to(p.device)
+            avg.lerp_(p.detach(), 1.0 - self.decay)
+        self.updates += 1
+
+    @torch.no_grad()
+    def copy_to(self, model: "CycleGAN") -> None:
+        """Loads the averaged weights into ``model``'s two generators (the same architecture)."""
+        params = [p for g in (model.G_AB, model.G_BA) for p in g.parameters()]
+        if len(params) != len(self.average) or any(p.shape != a.shape for p, a in zip(params, self.average)):
+            raise ValueError("copy_to needs a CycleGAN of the architecture the average was made for")
+        for p, avg in zip(params, self.average):
+            p.copy_(avg.to(p.device))
+
+
 class CycleGAN(nn.Module):
     """The four networks, so that one checkpoint holds them: ``G_AB``, ``G_BA``, ``D_A``, ``D_B``."""
 
@@ -385,17 +441,29 @@ def _unwrap(module: nn.Module) -> nn.Module:
     return module.module if isinstance(module, nn.parallel.DistributedDataParallel) else module
 
 
+def l1_weight(step: int, warmup: int) -> float:
+    """The factor on λ (cycle) and 0.5 λ (identity) at ``step``: linear from 0 to 1 over the first
+    ``warmup`` steps, then 1 (``warmup = 0``: always 1, the reference)."""
+    if not isinstance(warmup, int) or isinstance(warmup, bool) or warmup < 0:
+        raise ValueError(f"warmup must be a non-negative int of steps, got {warmup!r}")
+    return 1.0 if warmup == 0 else min(1.0, step / warmup)
+
+
 def cycle_step(t, batch: dict[str, torch.Tensor], step: int, *, config: CycleGANConfig,
-               pools: tuple[ImagePool, ImagePool]) -> dict[str, torch.Tensor]:
+               pools: tuple[ImagePool, ImagePool], warmup: int = 0,
+               ema: GeneratorEMA | None = None) -> dict[str, torch.Tensor]:
     """One CycleGAN step for :class:`spokenstyle.train.Trainer` (modules ``G_AB``, ``G_BA``,
     ``D_A``, ``D_B``; optimizers ``"G"`` over both generators and ``"D"`` over both discriminators).
 
     ``batch`` holds unpaired ``image_a`` and ``image_b`` in [0, 1]. The order is the reference's:
     update_G (adversarial + cycle + identity) with D fixed, then update_D on detached fakes
-    drawn through the pools.
+    drawn through the pools. ``warmup`` > 0 ramps the cycle and identity weights from 0 to
+    λ and 0.5 λ over that many steps (:func:`l1_weight`; not in the reference, see
+    :func:`train_cyclegan`). ``ema``, when given, is updated after the generator step.
     """
     G_AB, G_BA, D_A, D_B = (t.modules[k] for k in ("G_AB", "G_BA", "D_A", "D_B"))
-    lam, lam_id = config.lambda_cycle, config.lambda_cycle * config.lambda_identity
+    ramp = l1_weight(step, warmup)
+    lam, lam_id = ramp * config.lambda_cycle, ramp * config.lambda_cycle * config.lambda_identity
     real_a, real_b = to_tanh_range(batch["image_a"]), to_tanh_range(batch["image_b"])  # (B, 3, R, R)
     # update_G: both translations, both cycles, both identities
     with t.autocast():
@@ -403,11 +471,13 @@ def cycle_step(t, batch: dict[str, torch.Tensor], step: int, *, config: CycleGAN
         fake_a = G_BA(real_b)  # B → A
         loss_cycle = losses.cycle_loss(G_BA(fake_b), real_a) + losses.cycle_loss(G_AB(fake_a), real_b)
         loss_idt = (losses.identity_loss(G_AB(real_b), real_b) + losses.identity_loss(G_BA(real_a), real_a)
-                    if lam_id > 0 else torch.zeros((), device=real_a.device))
+                    if config.lambda_identity > 0 else torch.zeros((), device=real_a.device))
         # 2 x the book's ½-scaled LSGAN term = the reference's MSE(D(G(x)), 1)
         loss_adv = 2 * (losses.lsgan_g_loss(D_B(fake_b)) + losses.lsgan_g_loss(D_A(fake_a)))
         loss_g = loss_adv + lam * loss_cycle + lam_id * loss_idt
     t.optimize("G", loss_g)
+    if ema is not None:
+        ema.update()
     # update_D: detached fakes, through the pools (the reference halves each D's loss: ½ in lsgan_d_loss)
     with t.autocast():
         pool_a, pool_b = pools
@@ -434,10 +504,19 @@ def linear_decay(optimizer: torch.optim.Optimizer, steps: int, decay_from: float
 
 
 def train_cyclegan(model: CycleGAN, batches: Callable[[int], dict], *, steps: int, lr: float = 2e-4,
-                   device=None, callbacks=(), callback_every: int = 0, log_every: int = 1,
+                   warmup: int = 0, ema: GeneratorEMA | None = None, device=None, callbacks=(),
+                   callback_every: int = 0, log_every: int = 1,
                    checkpoint_dir: str | Path | None = None, desc: str = "cyclegan"):
     """Trains ``model`` in place with :func:`cycle_step`, the reference's Adam and lr schedule and
-    two image pools; returns the :class:`~spokenstyle.train.History`."""
+    two image pools; returns the :class:`~spokenstyle.train.History`.
+
+    ``warmup`` (steps; default 0 = the reference) ramps the cycle and identity weights up from 0.
+    A generator that starts at the identity (``residual=True``) sits in a local minimum of the
+    reference objective: moving one generator towards the other style costs λ times the L1 it
+    changes in the round trip before the other generator has learnt to undo it, and gains at
+    most 1 in the adversarial term. The ramp lets both generators move first; from ``warmup`` on
+    the objective is the reference's. ``ema`` (a :class:`GeneratorEMA` of ``model``) keeps the
+    average of the generators' weights; the model itself keeps the last step's."""
     from functools import partial
 
     from ..train import Trainer, TrainConfig
@@ -447,7 +526,7 @@ def train_cyclegan(model: CycleGAN, batches: Callable[[int], dict], *, steps: in
     opts = adam_optimizers(model, lr=lr)
     pools = (ImagePool(model.config.pool_size), ImagePool(model.config.pool_size))
     trainer = Trainer({"G_AB": model.G_AB, "G_BA": model.G_BA, "D_A": model.D_A, "D_B": model.D_B}, opts,
-                      partial(cycle_step, config=model.config, pools=pools),
+                      partial(cycle_step, config=model.config, pools=pools, warmup=warmup, ema=ema),
                       TrainConfig(steps=steps, log_every=log_every, callback_every=callback_every, desc=desc,
                                   checkpoint_dir=str(checkpoint_dir) if checkpoint_dir else None,
                                   checkpoint_every=500 if checkpoint_dir else 0),
@@ -485,9 +564,14 @@ PAIRS: dict[str, tuple[str, str]] = {
 }
 
 
+_BUDGET_FIELDS = ("n_down", "d_layers", "position", "residual", "lambda_identity")  # optional in a budget row
+
+
 def config_from_budget(b: dict[str, Any]) -> CycleGANConfig:
-    """The architecture a budget row asks for (``g_width``, ``n_blocks``, ``d_width``, ``resolution``)."""
-    return CycleGANConfig(resolution=b["resolution"], g_width=b["g_width"], n_blocks=b["n_blocks"], d_width=b["d_width"])
+    """The architecture a budget row asks for (``g_width``, ``n_blocks``, ``d_width``, ``resolution``,
+    and where given ``n_down``, ``d_layers``, ``position``, ``residual``, ``lambda_identity``)."""
+    return CycleGANConfig(resolution=b["resolution"], g_width=b["g_width"], n_blocks=b["n_blocks"], d_width=b["d_width"],
+                          **{k: b[k] for k in _BUDGET_FIELDS if k in b})
 
 
 def _scores_dict(prefix: str, scores) -> dict[str, Any]:
@@ -517,35 +601,47 @@ def train_pair(out_dir: str | Path, style_a: str, style_b: str, *, runtime, name
     torch.manual_seed(runtime.seed)
     model = cyclegan(config=config_from_budget(b))
     run_dir = _runtime.cache_dir() / "runs" / f"{name}-{runtime.profile}-seed{runtime.seed}"
+    ema = GeneratorEMA(model, b["ema"]) if b.get("ema") else None
     t0 = time.perf_counter()
     history = train_cyclegan(model, unpaired_batches(b["batch_size"], style_a, style_b, b["resolution"],
                                                      seed=runtime.seed),
-                             steps=b["steps"], lr=b["lr"], device=runtime.device, checkpoint_dir=run_dir,
-                             log_every=5, desc=name)
+                             steps=b["steps"], lr=b["lr"], warmup=b.get("warmup", 0), ema=ema,
+                             device=runtime.device, checkpoint_dir=run_dir, log_every=5 if b["steps"] < 2000 else 25,
+                             desc=name)
     train_s = time.perf_counter() - t0
     model.eval()
     judge = scene_judge(weights="judge").to(runtime.device)
     scores: dict[str, Any] = {}
-    for direction, (src, dst) in (("AB", (style_a, style_b)), ("BA", (style_b, style_a))):
-        back = "BA" if direction == "AB" else "AB"
-        s = evaluate_translation(getattr(model, f"G_{direction}").translate, src, dst, judge=judge, n=b["eval"],
-                                 size=b["resolution"], back=getattr(model, f"G_{back}").translate,
-                                 method="CycleGAN-lite", seed=runtime.seed)
-        print(s)
-        scores.update(_scores_dict(direction, s))
+
+    def evaluate(prefix: str, keep=None) -> None:
+        for direction, (src, dst) in (("AB", (style_a, style_b)), ("BA", (style_b, style_a))):
+            back = "BA" if direction == "AB" else "AB"
+            s = evaluate_translation(getattr(model, f"G_{direction}").translate, src, dst, judge=judge, n=b["eval"],
+                                     size=b["resolution"], back=getattr(model, f"G_{back}").translate,
+                                     method="CycleGAN-lite", seed=runtime.seed)
+            print(prefix, s)
+            scores.update({k: v for k, v in _scores_dict(prefix + direction, s).items()
+                           if keep is None or k.split("_", 1 + prefix.count("_"))[-1] in keep})
+
+    if ema is not None:  # the last step's generators first, for the record; the average is shipped
+        evaluate("last_", keep=("style_accuracy", "content_accuracy", "l1_to_truth", "ssim_to_truth", "fd"))
+        ema.copy_to(model)
+    evaluate("")
     scores.update(loss_G_first=history.mean("loss_G", last=None) if len(history["loss_G"]) < 4
                   else float(sum(history["loss_G"][:4]) / 4),
                   loss_G_last=history.mean("loss_G", last=4), loss_cycle_last=history.mean("loss_cycle", last=4),
-                  steps=b["steps"], batch_size=b["batch_size"], lr=b["lr"], profile=runtime.profile,
-                  device=str(runtime.device), train_seconds=round(train_s, 1), eval_scenes=b["eval"])
+                  steps=b["steps"], batch_size=b["batch_size"], lr=b["lr"], warmup=b.get("warmup", 0),
+                  ema=b.get("ema", 0.0),
+                  profile=runtime.profile, device=str(runtime.device), train_seconds=round(train_s, 1),
+                  eval_scenes=b["eval"], torch_threads=torch.get_num_threads())
     model.cpu()
     checkpoints.save_pretrained(model, out_dir, config=model.config, metrics=scores, command=cli.command_line(),
                                 extra={"pair": [style_a, style_b],
                                        "data": f"ShapeScenes split 'train', unpaired: even seeds in {style_a}, odd "
                                                f"seeds in {style_b}, {b['resolution']} px; scored on split 'test'",
                                        "judge": "judge (shipped)", "feature_extractor": "features (shipped)",
-                                       "note": ("trained on one CPU thread (the full budget is sized for that); a GPU "
-                                                "run would use 5 to 10x the steps and batch 16")
+                                       "note": (f"trained on {torch.get_num_threads()} CPU thread(s) of a shared 2-core "
+                                                "machine; see the budget row's comment in spokenstyle.runtime")
                                        if runtime.device.type == "cpu" else "",
                                        "history": {k: list(v) for k, v in history.items()}})
     shutil.rmtree(run_dir, ignore_errors=True)

@@ -171,12 +171,13 @@ BUDGETS: dict[str, dict[str, dict[str, Any]]] = {
     },
     # `spokenstyle train cyclegan_<a>_<b>`: one CycleGAN-lite per style pair (cyclegan.PAIRS;
     # unpaired sampling) at 64 px; eval = held-out test scenes scored per direction. full: the
-    # reference's batch 1 and lr 2e-4, a residual generator with 4 learned position channels, and
-    # the cycle/identity weights ramped up over the first `warmup` steps (chapter 5 measures why each
-    # is there). flat_pixel edits at 2 px (n_down 1) against a 34 x 34 PatchGAN (d_layers 2).
-    # Cost: one CPU thread of the shared 2-core machine, about 0.4 s a step under load (about 30 min
-    # for 4,500 steps); estimated a minute or two on one GPU at the same batch (the loop is then
-    # bound by kernel launches, not FLOPs)
+    # reference's batch 1 and lr 2e-4, a residual generator with 4 learned position channels, the
+    # cycle/identity weights ramped up over the first `warmup` steps, and the shipped generators the
+    # average of their weights (ema; chapter 5 measures why each is there). flat_pixel edits at 2 px (n_down 1) against a 34 x 34 PatchGAN (d_layers 2).
+    # Cost of full on CPU: about 0.15 CPU-seconds a step on one thread, so about 15 CPU-minutes per
+    # pair (the manifests' train_seconds are wall time, about 40 minutes on the 2-core machine while
+    # other jobs shared it). On a GPU (estimated, not measured): batch 1 at 64 px is bound by kernel
+    # launches, roughly 10 ms a step, one to two minutes; it could afford 10x the steps
     "cyclegan_flat_comic": {
         "fast": {"steps": 4, "batch_size": 2, "lr": 1e-3, "g_width": 8, "n_blocks": 1, "d_width": 8,
                  "resolution": 64, "eval": 16},
@@ -190,12 +191,13 @@ BUDGETS: dict[str, dict[str, dict[str, Any]]] = {
                  "d_width": 16, "n_down": 1, "d_layers": 2, "position": 4, "resolution": 64, "eval": 300},
     },
     # `spokenstyle train cyclegan_photo`: photo patches <-> painterly patches, 64 px (one filter, so
-    # that every photo has a ground-truth painting)
+    # that every photo has a ground-truth painting); the recipe of the style pairs (the oil filter's
+    # canvas weave is a fixed screen too), half the steps: about 8 CPU-minutes on one thread
     "cyclegan_photo": {
         "fast": {"steps": 4, "batch_size": 2, "lr": 1e-3, "g_width": 8, "n_blocks": 1, "d_width": 8,
                  "resolution": 64, "filter": "oil", "eval": 16},
-        "full": {"steps": 200, "batch_size": 4, "lr": 1e-3, "g_width": 16, "n_blocks": 3, "d_width": 16,
-                 "resolution": 64, "filter": "oil", "eval": 200},
+        "full": {"steps": 3000, "batch_size": 1, "lr": 2e-4, "warmup": 500, "ema": 0.999, "g_width": 16,
+                 "n_blocks": 3, "d_width": 16, "position": 4, "resolution": 64, "filter": "oil", "eval": 200},
     },
     # chapter 5's live demo: a short run of the reference's plain (non-residual) generator on the
     # most visible pair (the good results are shipped); snapshot_every = steps between animation frames

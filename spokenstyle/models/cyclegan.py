@@ -39,11 +39,23 @@ are 16 (generator) and 16 (discriminator) instead of 64, and the generator has 4
 instead of 6 (128 px) or 9 (256 px); :func:`reference_config` gives the paper's ResNet-9 and
 70×70 PatchGAN for the benchmark. The reference's generator GAN term is the mean squared error
 ``E (D(G(x)) - 1)²``; :func:`spokenstyle.losses.lsgan_g_loss` carries a factor ½, so the step
-doubles it to keep the reference's balance against λ = 10. By default the generator predicts a
-*change* to its input (``CycleGANConfig.residual``): it starts near the identity, which saves the
-short CPU budgets the steps a plain generator needs to learn to copy its input; the price is that a
-pair whose adversarial signal is weak can stay at the identity (chapter 5 shows one).
-``residual=False`` is the reference's plain output.
+doubles it to keep the reference's balance against λ = 10. Four options, all off in the reference
+and each measured in chapter 5:
+
+* ``CycleGANConfig.residual`` (default on): the generator predicts a *change* to its input, so it
+  starts at the identity and keeps the content from step 0 (``residual=False`` is the reference's
+  plain output, which first has to learn to copy);
+* ``train_cyclegan(warmup=...)``: the identity is a local minimum of the reference objective (a
+  move of one generator costs λ times the L1 it adds to the round trip and gains at most 1 in the
+  LSGAN term), so the cycle and identity weights ramp up from 0 over the first steps;
+* ``CycleGANConfig.position``: learned position channels at the generator's input, because halftone
+  dots and pixel grids sit at fixed places on the canvas, which a convolution cannot know;
+* :class:`GeneratorEMA`: the shipped generators are the running average of the generators' weights.
+
+References for the options: Liu et al. 2018, "An intriguing failing of convolutional neural networks
+and the CoordConv solution", https://arxiv.org/abs/1807.03247; Yazıcı et al. 2019, "The Unusual
+Effectiveness of Averaging in GAN Training", https://arxiv.org/abs/1806.04498; Karras et al. 2018,
+"Progressive Growing of GANs", https://arxiv.org/abs/1710.10196.
 """
 
 from __future__ import annotations
@@ -678,26 +690,36 @@ def train_photo(out_dir: str | Path, *, runtime) -> dict[str, Any]:
     torch.manual_seed(runtime.seed)
     model = cyclegan(config=config_from_budget(b))
     run_dir = _runtime.cache_dir() / "runs" / f"cyclegan_photo-{runtime.profile}-seed{runtime.seed}"
+    ema = GeneratorEMA(model, b["ema"]) if b.get("ema") else None
     t0 = time.perf_counter()
     history = train_cyclegan(model, photo_batches(b["batch_size"], size=b["resolution"], filter=b["filter"],
                                                   seed=runtime.seed),
-                             steps=b["steps"], lr=b["lr"], device=runtime.device, checkpoint_dir=run_dir,
-                             log_every=5, desc="cyclegan_photo")
+                             steps=b["steps"], lr=b["lr"], warmup=b.get("warmup", 0), ema=ema, device=runtime.device,
+                             checkpoint_dir=run_dir, log_every=5 if b["steps"] < 2000 else 25, desc="cyclegan_photo")
     train_s = time.perf_counter() - t0
     model.eval()
+    last = {}
+    if ema is not None:  # the last step's generators, for the record; the average is shipped
+        last = evaluate_photo_translation(model.G_AB.translate, filter=b["filter"], n=b["eval"], size=b["resolution"])
+        last = {f"last_{k}": last[k] for k in ("l1_to_truth", "ssim_to_truth")}
+        ema.copy_to(model)
     scores = evaluate_photo_translation(model.G_AB.translate, filter=b["filter"], n=b["eval"], size=b["resolution"],
                                         back=model.G_BA.translate)
-    print(scores)
+    print(scores, last)
+    scores.update(last)
     scores.update(loss_G_last=history.mean("loss_G", last=4), loss_cycle_last=history.mean("loss_cycle", last=4),
-                  steps=b["steps"], batch_size=b["batch_size"], lr=b["lr"], profile=runtime.profile,
-                  device=str(runtime.device), train_seconds=round(train_s, 1))
+                  steps=b["steps"], batch_size=b["batch_size"], lr=b["lr"], warmup=b.get("warmup", 0),
+                  ema=b.get("ema", 0.0), profile=runtime.profile, device=str(runtime.device),
+                  train_seconds=round(train_s, 1), torch_threads=torch.get_num_threads())
     model.cpu()
     checkpoints.save_pretrained(model, out_dir, config=model.config, metrics=scores, command=cli.command_line(),
                                 extra={"pair": ["photo", f"painterly ({b['filter']})"],
                                        "data": "patches of the photos bundled with scikit-image, scikit-learn and "
                                                f"matplotlib (spokenstyle.data.PHOTO_CREDITS), train region; B = the "
                                                f"'{b['filter']}' filter on other crops; scored on the test region",
-                                       "note": "trained on one CPU thread" if runtime.device.type == "cpu" else "",
+                                       "note": (f"trained on {torch.get_num_threads()} CPU thread(s) of a shared 2-core "
+                                                "machine; see the budget row's comment in spokenstyle.runtime")
+                                       if runtime.device.type == "cpu" else "",
                                        "history": {k: list(v) for k, v in history.items()}})
     shutil.rmtree(run_dir, ignore_errors=True)
     return scores

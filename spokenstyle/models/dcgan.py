@@ -376,13 +376,16 @@ def adam_optimizers(model: DCGAN, *, lr: float = 2e-4, betas: tuple[float, float
 
 
 def train_dcgan(model: DCGAN, batches, *, steps: int, lr: float = 2e-4, betas: tuple[float, float] = (0.5, 0.999),
-                ema_decay: float | None = None, lr_decay: bool = False, device=None, callbacks=(),
+                loss: str = "non_saturating", ema_decay: float | None = None, lr_decay: bool = False,
+                device=None, callbacks=(),
                 checkpoint_dir: str | Path | None = None, log_every: int = 1, callback_every: int = 0,
                 desc: str = "dcgan"):
     """Trains ``model`` (in place) with :func:`gan_step` and Adam; returns ``(history, G_ema)``.
 
     Args:
         lr, betas: Adam's, for both networks (the paper: 2e-4 and (0.5, 0.999)).
+        loss: a pair of :data:`spokenstyle.losses.GAN_LOSSES`, e.g. ``"non_saturating_smoothed"``
+            (one-sided label smoothing for D).
         ema_decay: keep an exponential moving average of G's weights with this decay
             (:func:`ema_update_`); ``G_ema`` is then that average (in eval mode), else ``None``.
             It is saved with every training checkpoint, so a resumed run continues it.
@@ -400,7 +403,7 @@ def train_dcgan(model: DCGAN, batches, *, steps: int, lr: float = 2e-4, betas: t
     optimizers = adam_optimizers(model, lr=lr, betas=betas)
     schedulers = ({name: torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1.0 - s / steps))
                    for name, opt in optimizers.items()} if lr_decay else None)
-    step_fn = functools.partial(gan_step, ema_decay=ema_decay) if ema_decay is not None else gan_step
+    step_fn = functools.partial(gan_step, loss=loss, **({"ema_decay": ema_decay} if ema_decay is not None else {}))
     trainer = Trainer(modules, optimizers, step_fn,
                       TrainConfig(steps=steps, log_every=log_every, callback_every=callback_every, desc=desc,
                                   checkpoint_dir=str(checkpoint_dir) if checkpoint_dir else None,
@@ -450,7 +453,7 @@ def train(out_dir: str | Path, *, runtime) -> dict[str, Any]:
 
     history, g_ema = train_dcgan(model, feat.pool_batches(images, b["batch_size"], seed=runtime.seed),
                                  steps=b["steps"], lr=b["lr"], betas=tuple(b.get("betas", (0.5, 0.999))),
-                                 ema_decay=b.get("ema"), lr_decay=b.get("lr_decay", False), device=runtime.device,
+                                 loss=b.get("loss", "non_saturating"), ema_decay=b.get("ema"), lr_decay=b.get("lr_decay", False), device=runtime.device,
                                  callbacks=[record_fd], callback_every=b["curve_every"],
                                  checkpoint_dir=run_dir, log_every=10)
     if g_ema is not None:
@@ -464,7 +467,7 @@ def train(out_dir: str | Path, *, runtime) -> dict[str, Any]:
                   steps=b["steps"], profile=runtime.profile, device=str(runtime.device),
                   eval_samples=b["eval"], train_pool=b["pool"])
     model.cpu()
-    recipe = {k: b.get(k) for k in ("batch_size", "lr", "betas", "ema", "lr_decay", "width", "resolution")}
+    recipe = {k: b.get(k) for k in ("batch_size", "lr", "betas", "loss", "ema", "lr_decay", "width", "resolution")}
     checkpoints.save_pretrained(model, out_dir, config=config, metrics=scores, command=cli.command_line(),
                                 extra={"data": f"ShapeScenes split 'train' (seeds 0..{b['pool'] - 1}), "
                                                f"{'style ' + style if style else 'all styles (seed % 6)'}, "

@@ -64,10 +64,12 @@ BUDGETS: dict[str, dict[str, dict[str, Any]]] = {
         "full": {"steps": 600, "batch_size": 256},
     },
     # chapter 4: the metric feature extractor (a classifier of real renders); pool = rendered
-    # training images, eval = held-out test images
+    # training images, eval = held-out test images. full: 4,000 steps (about 12 minutes of one
+    # CPU thread, seconds on a GPU). 1,500 steps had left it undertrained: held-out shape accuracy
+    # 36 % and scene accuracy 18 %, against 80 % and 65 % after 4,000 steps of the same recipe
     "features": {
         "fast": {"steps": 60, "batch_size": 64, "pool": 1024, "eval": 512, "lr": 3e-3},
-        "full": {"steps": 1500, "batch_size": 128, "pool": 24000, "eval": 2000, "lr": 3e-3},
+        "full": {"steps": 4000, "batch_size": 128, "pool": 24000, "eval": 2000, "lr": 3e-3},
     },
     # chapter 4: DCGAN at 32 px on one style ("flat"), and the instructive failure (same budget);
     # snapshot_every = steps between the sample grids of the training animation. fast: half the

@@ -453,7 +453,8 @@ def train(out_dir: str | Path, *, runtime) -> dict[str, Any]:
 
     history, g_ema = train_dcgan(model, feat.pool_batches(images, b["batch_size"], seed=runtime.seed),
                                  steps=b["steps"], lr=b["lr"], betas=tuple(b.get("betas", (0.5, 0.999))),
-                                 loss=b.get("loss", "non_saturating"), ema_decay=b.get("ema"), lr_decay=b.get("lr_decay", False), device=runtime.device,
+                                 loss=b.get("loss", "non_saturating"), ema_decay=b.get("ema"),
+                                 lr_decay=b.get("lr_decay", False), device=runtime.device,
                                  callbacks=[record_fd], callback_every=b["curve_every"],
                                  checkpoint_dir=run_dir, log_every=10)
     if g_ema is not None:

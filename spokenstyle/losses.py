@@ -49,6 +49,7 @@ __all__ = [
     "minimax_g_loss",
     "nonsaturating_d_loss",
     "nonsaturating_g_loss",
+    "smoothed_d_loss",
     "lsgan_d_loss",
     "lsgan_g_loss",
     "hinge_d_loss",
@@ -110,6 +111,20 @@ def nonsaturating_g_loss(fake_logits: torch.Tensor) -> torch.Tensor:
     return F.softplus(-fake_logits).mean()
 
 
+def smoothed_d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, real_label: float = 0.9) -> torch.Tensor:
+    """One-sided label smoothing (Salimans et al. 2016, "Improved Techniques for Training GANs",
+    §3.4, https://arxiv.org/abs/1606.03498): binary cross-entropy with real = ``real_label``
+    (0.9) and fake = 0. D is never rewarded for being more than 90 % sure that a real picture is
+    real, so it cannot grow arbitrarily confident and sharp, the way a D that wins the game does;
+    fakes keep the target 0 (smoothing them too would reward G's mistakes)."""
+    real_logits = _logits(real_logits, "real_logits")
+    fake_logits = _logits(fake_logits, "fake_logits")
+    if not 0.5 < real_label <= 1.0:
+        raise ValueError(f"real_label must be in (0.5, 1], got {real_label!r}")
+    return (real_label * F.softplus(-real_logits) + (1 - real_label) * F.softplus(real_logits)).mean() \
+        + F.softplus(fake_logits).mean()
+
+
 # --- least squares (Mao et al. 2017) -----------------------------------------------------------
 
 def lsgan_d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
@@ -166,6 +181,8 @@ class GANLoss(NamedTuple):
 GAN_LOSSES: dict[str, GANLoss] = {
     "minimax": GANLoss(minimax_d_loss, minimax_g_loss),
     "non_saturating": GANLoss(nonsaturating_d_loss, nonsaturating_g_loss),
+    # the non-saturating generator against a D trained with one-sided label smoothing (0.9)
+    "non_saturating_smoothed": GANLoss(smoothed_d_loss, nonsaturating_g_loss),
     "lsgan": GANLoss(lsgan_d_loss, lsgan_g_loss),
     "hinge": GANLoss(hinge_d_loss, hinge_g_loss),
     "wasserstein": GANLoss(wasserstein_d_loss, wasserstein_g_loss),

@@ -136,3 +136,34 @@ def test_recipe_trains_evaluates_and_saves(tmp_path, monkeypatch):
         assert key in manifest["metrics"] and key + "_real_vs_real" in manifest["metrics"]
     G = dc.dcgan_generator(weights=tmp_path / "gan")
     assert G.generate(2).shape == (2, 3, 32, 32)
+
+
+def test_ema_update_moves_towards_the_model_and_checks_decay():
+    torch.manual_seed(0)
+    a, b = dc.dcgan_generator(**TINY), dc.dcgan_generator(**TINY)
+    before = [p.clone() for p in a.parameters()]
+    dc.ema_update_(a, b, 0.75)
+    for p0, pa, pb in zip(before, a.parameters(), b.parameters()):
+        assert torch.allclose(pa, 0.75 * p0 + 0.25 * pb, atol=1e-6)
+    bn_a = next(m for m in a.modules() if isinstance(m, nn.BatchNorm2d))
+    bn_b = next(m for m in b.modules() if isinstance(m, nn.BatchNorm2d))
+    assert torch.equal(bn_a.num_batches_tracked, bn_b.num_batches_tracked)  # integer buffers are copied
+    with pytest.raises(ValueError, match="decay"):
+        dc.ema_update_(a, b, 1.0)
+
+
+def test_train_dcgan_keeps_an_average_of_g_and_decays_the_lr(tmp_path):
+    torch.manual_seed(0)
+    model = dc.dcgan(**TINY)
+    images = torch.rand(16, 3, 32, 32)
+    history, g_ema = dc.train_dcgan(model, lambda step: images[:8], steps=4, lr=1e-3, ema_decay=0.5,
+                                    lr_decay=True, device="cpu", checkpoint_dir=tmp_path / "run")
+    assert len(history["loss_D"]) == 4 and not g_ema.training
+    assert any(not torch.equal(e, g) for e, g in zip(g_ema.parameters(), model.G.parameters()))
+    assert all(not p.requires_grad for p in g_ema.parameters())
+    # resuming a finished run is a no-op that restores the average from the checkpoint
+    _, again = dc.train_dcgan(dc.dcgan(**TINY), lambda step: images[:8], steps=4, lr=1e-3, ema_decay=0.5,
+                              lr_decay=True, device="cpu", checkpoint_dir=tmp_path / "run")
+    assert all(torch.equal(x, y) for x, y in zip(again.state_dict().values(), g_ema.state_dict().values()))
+    history, none = dc.train_dcgan(dc.dcgan(**TINY), lambda step: images[:8], steps=2, device="cpu")
+    assert none is None

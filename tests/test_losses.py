@@ -77,8 +77,26 @@ def test_saturating_gradient_vanishes_nonsaturating_does_not():
     assert abs(g_sat[0].item()) < 1e-5 < abs(g_ns[0].item())  # D confidently rejects: saturation
 
 
+def test_one_sided_label_smoothing_is_bce_with_real_target_0_9():
+    real, fake = torch.randn(50, dtype=torch.float64), torch.randn(50, dtype=torch.float64)
+    expected = (F.binary_cross_entropy_with_logits(real, torch.full_like(real, 0.9))
+                + F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake)))
+    torch.testing.assert_close(losses.smoothed_d_loss(real, fake), expected)
+    torch.testing.assert_close(losses.smoothed_d_loss(real, fake, real_label=1.0), losses.nonsaturating_d_loss(real, fake))
+    # the optimum for a real logit is log(0.9 / 0.1), not +infinity
+    logit = torch.tensor([0.0], dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.SGD([logit], lr=5.0)
+    for _ in range(300):
+        opt.zero_grad()
+        losses.smoothed_d_loss(logit, torch.tensor([-50.0], dtype=torch.float64)).backward()
+        opt.step()
+    assert logit.item() == pytest.approx(math.log(9), abs=1e-3)
+    with pytest.raises(ValueError, match="real_label"):
+        losses.smoothed_d_loss(real, fake, real_label=0.4)
+
+
 def test_registry():
-    assert set(GAN_LOSSES) == {"minimax", "non_saturating", "lsgan", "hinge", "wasserstein"}
+    assert set(GAN_LOSSES) == {"minimax", "non_saturating", "non_saturating_smoothed", "lsgan", "hinge", "wasserstein"}
     for name, pair in GAN_LOSSES.items():
         assert get_gan_loss(name) is pair
         real, fake = _logits(3), _logits(4)

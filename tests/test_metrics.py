@@ -173,6 +173,23 @@ def test_compare_to_baseline_reports_both_columns():
     assert math.isfinite(report["FD"].ratio)
 
 
+def test_baseline_over_several_real_sets_is_their_mean():
+    torch.manual_seed(0)
+    real_a, fake = torch.randn(200, 3), torch.randn(200, 3) + 1.0
+    sets = [torch.randn(200, 3) for _ in range(4)]
+    report = metrics.compare_to_baseline(real_a, sets, fake, metrics=["fd"])
+    each = torch.tensor([metrics.frechet_distance(real_a, b) for b in sets], dtype=torch.float64)
+    assert report["FD"].baseline == pytest.approx(float(each.mean()))
+    assert report["FD"].baseline_sd == pytest.approx(float(each.std()))
+    assert report["FD"].baseline_sets == 4 and "over 4 real sets" in str(report)
+    single = metrics.compare_to_baseline(real_a, sets[0], fake, metrics=["fd"])
+    assert single["FD"].baseline_sd == 0.0 and single["FD"].baseline_sets == 1
+    with pytest.raises(ValueError, match="empty"):
+        metrics.compare_to_baseline(real_a, [], fake)
+    with pytest.raises(ValueError, match="same number"):
+        metrics.compare_to_baseline(real_a, [sets[0], sets[1][:150]], fake)
+
+
 def test_compare_to_baseline_needs_equal_sizes():
     with pytest.raises(ValueError, match="same number of samples"):
         metrics.compare_to_baseline(torch.zeros(10, 2), torch.randn(8, 2), torch.randn(9, 2))
@@ -200,6 +217,21 @@ def test_feature_net_shapes_confidence_and_input_checks():
         net(torch.rand(3, 32, 32))
     feats, confs = feat.extract_features(net, torch.rand(5, 3, 32, 32), batch_size=2, with_confidence=True)
     assert feats.shape == (5, 8) and confs.shape == (5,)
+
+
+def test_confidence_is_zero_where_colour_and_count_heads_disagree():
+    from spokenstyle.models import features as feat
+
+    def output(colour_logits, count_logits):
+        b = colour_logits.shape[0]
+        return feat.FeatureNetOutput(features=torch.zeros(b, 8), style_logits=torch.tensor([[9.0, 0, 0, 0, 0, 0]] * b),
+                                     count_logits=count_logits, colour_logits=colour_logits,
+                                     shape_logits=torch.zeros(b, 6, 6), size_logits=torch.zeros(b, 6, 2))
+
+    two_colours = torch.tensor([[5.0, 5.0, -5, -5, -5, -5]] * 2)
+    counts = torch.tensor([[0.0, 9.0, 0.0], [9.0, 0.0, 0.0]])  # says 2 objects, then 1 object
+    conf = feat.confidence(output(two_colours, counts))
+    assert conf[0] > 0.99 and conf[1] == 0.0
 
 
 def test_split_slots_round_trip():
@@ -251,6 +283,11 @@ def test_evaluate_images_reports_confidence_beside_the_baseline():
     report = metrics.evaluate_images(torch.rand(20, 3, 32, 32), extractor=net, real=(real_a, real_b), label="noise")
     assert {"FD", "KID", "precision", "recall", "density", "coverage", "confident"} == set(report.comparisons)
     assert 0.0 <= report["confident"].fake <= 1.0
+    several = metrics.evaluate_images(torch.rand(20, 3, 32, 32), extractor=net, label="noise",
+                                      real=(real_a, [real_b, torch.rand(20, 3, 32, 32)]))
+    assert several["confident"].baseline_sets == 2 and several["FD"].baseline_sets == 2
+    with pytest.raises(ValueError, match="baseline_sets"):
+        metrics.evaluate_images(torch.rand(20, 3, 32, 32), extractor=net, baseline_sets=0)
     with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
         metrics.evaluate_images(torch.rand(20, 32, 32), extractor=net, real=(real_a, real_b))
 

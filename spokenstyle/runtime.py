@@ -184,20 +184,22 @@ BUDGETS: dict[str, dict[str, dict[str, Any]]] = {
     # unpaired sampling) at 64 px; eval = held-out test scenes scored per direction. full: the
     # reference's batch 1 and lr 2e-4, a residual generator with 4 learned position channels, the
     # cycle/identity weights ramped up over the first `warmup` steps, and the shipped generators the
-    # average of their weights (ema; chapter 5 measures why each is there). flat_pixel edits at 2 px (n_down 1) against a 34 x 34 PatchGAN (d_layers 2).
+    # average of their weights (ema; chapter 5 says why each is there and what each left in the shipped
+    # translators; no ablation has been run). flat_pixel edits at 2 px (n_down 1) against a 34 x 34
+    # PatchGAN (d_layers 2). fast: the same switches at toy size.
     # Cost of full on CPU: about 0.15 CPU-seconds a step on one thread, so about 15 CPU-minutes per
     # pair (the manifests' train_seconds are wall time, about 40 minutes on the 2-core machine while
     # other jobs shared it). On a GPU (estimated, not measured): batch 1 at 64 px is bound by kernel
     # launches, roughly 10 ms a step, one to two minutes; it could afford 10x the steps
     "cyclegan_flat_comic": {
-        "fast": {"steps": 4, "batch_size": 2, "lr": 1e-3, "g_width": 8, "n_blocks": 1, "d_width": 8,
-                 "resolution": 64, "eval": 16},
+        "fast": {"steps": 4, "batch_size": 2, "lr": 1e-3, "warmup": 2, "ema": 0.9, "g_width": 8, "n_blocks": 1,
+                 "d_width": 8, "position": 4, "resolution": 64, "eval": 16},
         "full": {"steps": 6000, "batch_size": 1, "lr": 2e-4, "warmup": 1000, "ema": 0.999, "g_width": 16, "n_blocks": 3,
                  "d_width": 16, "position": 4, "resolution": 64, "eval": 300},
     },
     "cyclegan_flat_pixel": {
-        "fast": {"steps": 4, "batch_size": 2, "lr": 1e-3, "g_width": 8, "n_blocks": 1, "d_width": 8,
-                 "resolution": 64, "eval": 16},
+        "fast": {"steps": 4, "batch_size": 2, "lr": 1e-3, "warmup": 2, "ema": 0.9, "g_width": 8, "n_blocks": 1,
+                 "d_width": 8, "n_down": 1, "d_layers": 2, "position": 4, "resolution": 64, "eval": 16},
         "full": {"steps": 6000, "batch_size": 1, "lr": 2e-4, "warmup": 1000, "ema": 0.999, "g_width": 16, "n_blocks": 3,
                  "d_width": 16, "n_down": 1, "d_layers": 2, "position": 4, "resolution": 64, "eval": 300},
     },
@@ -205,8 +207,8 @@ BUDGETS: dict[str, dict[str, dict[str, Any]]] = {
     # that every photo has a ground-truth painting); the recipe of the style pairs (the oil filter's
     # canvas weave is a fixed screen too), half the steps: about 8 CPU-minutes on one thread
     "cyclegan_photo": {
-        "fast": {"steps": 4, "batch_size": 2, "lr": 1e-3, "g_width": 8, "n_blocks": 1, "d_width": 8,
-                 "resolution": 64, "filter": "oil", "eval": 16},
+        "fast": {"steps": 4, "batch_size": 2, "lr": 1e-3, "warmup": 2, "ema": 0.9, "g_width": 8, "n_blocks": 1,
+                 "d_width": 8, "position": 4, "resolution": 64, "filter": "oil", "eval": 16},
         "full": {"steps": 3000, "batch_size": 1, "lr": 2e-4, "warmup": 500, "ema": 0.999, "g_width": 16,
                  "n_blocks": 3, "d_width": 16, "position": 4, "resolution": 64, "filter": "oil", "eval": 200},
     },

@@ -236,14 +236,23 @@ def test_training_runs_and_the_schedule_decays_to_zero():
 
 # -- the recipe, save and reload -------------------------------------------------------------------
 
-def test_recipe_trains_saves_and_reloads(tmp_path, monkeypatch):
+@pytest.mark.parametrize("additions", [{}, {"warmup": 1, "ema": 0.5, "position": 2}])
+def test_recipe_trains_saves_and_reloads(tmp_path, monkeypatch, additions):
     from spokenstyle import runtime
 
     monkeypatch.setitem(runtime.BUDGETS, "cyclegan_flat_comic", {"fast": {
-        "steps": 2, "batch_size": 2, "lr": 1e-3, "g_width": 4, "n_blocks": 1, "d_width": 4, "resolution": 32, "eval": 4}})
+        "steps": 2, "batch_size": 2, "lr": 1e-3, "g_width": 4, "n_blocks": 1, "d_width": 4, "resolution": 32, "eval": 4,
+        **additions}})
     rt = runtime.setup(seed=0, device="cpu", profile="fast", verbose=False)
     scores = cg.train_flat_comic(tmp_path / "ckpt", runtime=rt)
     assert {"AB_style_accuracy", "BA_content_accuracy", "AB_fd", "AB_fd_real_vs_real", "AB_cycle_l1"} <= set(scores)
+    last = {k for k in scores if k.startswith("last_")}
+    if additions:  # the last step's generators are scored too (five metrics per direction), the average is shipped
+        assert last == {f"last_{d}_{k}" for d in ("AB", "BA") for k in
+                        ("style_accuracy", "content_accuracy", "l1_to_truth", "ssim_to_truth", "fd")}
+        assert scores["ema"] == 0.5 and scores["warmup"] == 1
+    else:
+        assert not last
     manifest = checkpoints.read_manifest(tmp_path / "ckpt")
     assert manifest["extra"]["pair"] == ["flat", "comic"] and manifest["config"]["g_width"] == 4
     model = cg.cyclegan(weights=tmp_path / "ckpt")

@@ -39,8 +39,9 @@ are 16 (generator) and 16 (discriminator) instead of 64, and the generator has 4
 instead of 6 (128 px) or 9 (256 px); :func:`reference_config` gives the paper's ResNet-9 and
 70×70 PatchGAN for the benchmark. The reference's generator GAN term is the mean squared error
 ``E (D(G(x)) - 1)²``; :func:`spokenstyle.losses.lsgan_g_loss` carries a factor ½, so the step
-doubles it to keep the reference's balance against λ = 10. Four options, all off in the reference
-and each measured in chapter 5:
+doubles it to keep the reference's balance against λ = 10. Four options, all off in the reference;
+chapter 5 measures what each left in the shipped translators (no run has yet switched them off
+one at a time):
 
 * ``CycleGANConfig.residual`` (default on): the generator predicts a *change* to its input, so it
   starts at the identity and keeps the content from step 0 (``residual=False`` is the reference's
@@ -88,6 +89,7 @@ __all__ = [
     "adam_optimizers",
     "linear_decay",
     "train_cyclegan",
+    "score_pair",
     "translate",
     "TranslationSnapshots",
     "PAIRS",
@@ -595,6 +597,27 @@ def _scores_dict(prefix: str, scores) -> dict[str, Any]:
     return out
 
 
+def score_pair(model: CycleGAN, style_a: str, style_b: str, *, judge: nn.Module, n: int, size: int = 64,
+               seed: int = 0, prefix: str = "", keep: tuple[str, ...] | None = None,
+               extractor: nn.Module | None = None) -> dict[str, Any]:
+    """What :func:`train_pair` records for a trained pair: both directions scored by
+    :func:`spokenstyle.stylization.evaluate_translation` (``n`` held-out test scenes, the way back
+    for the cycle L1), as flat manifest keys ``{prefix}{AB|BA}_{metric}``; ``keep`` limits the
+    metrics. ``extractor`` is the FD feature network (default: the shipped ``"features"``)."""
+    from ..stylization import evaluate_translation
+
+    scores: dict[str, Any] = {}
+    for direction, (src, dst) in (("AB", (style_a, style_b)), ("BA", (style_b, style_a))):
+        back = "BA" if direction == "AB" else "AB"
+        s = evaluate_translation(getattr(model, f"G_{direction}").translate, src, dst, judge=judge, n=n, size=size,
+                                 back=getattr(model, f"G_{back}").translate, extractor=extractor,
+                                 method="CycleGAN-lite", seed=seed)
+        print(prefix, s)
+        scores.update({k: v for k, v in _scores_dict(prefix + direction, s).items()
+                       if keep is None or k.split("_", 1 + prefix.count("_"))[-1] in keep})
+    return scores
+
+
 def train_pair(out_dir: str | Path, style_a: str, style_b: str, *, runtime, name: str) -> dict[str, Any]:
     """Trains one CycleGAN-lite between ShapeScenes styles ``style_a`` and ``style_b`` (unpaired
     sampling: even train-split seeds in A, odd ones in B) with the budget row ``name``, scores both
@@ -606,7 +629,6 @@ def train_pair(out_dir: str | Path, style_a: str, style_b: str, *, runtime, name
     from .. import cli
     from .. import runtime as _runtime
     from ..data import unpaired_batches
-    from ..stylization import evaluate_translation
     from .judge import scene_judge
 
     b = runtime.budget(name)
@@ -624,21 +646,12 @@ def train_pair(out_dir: str | Path, style_a: str, style_b: str, *, runtime, name
     model.eval()
     judge = scene_judge(weights="judge").to(runtime.device)
     scores: dict[str, Any] = {}
-
-    def evaluate(prefix: str, keep=None) -> None:
-        for direction, (src, dst) in (("AB", (style_a, style_b)), ("BA", (style_b, style_a))):
-            back = "BA" if direction == "AB" else "AB"
-            s = evaluate_translation(getattr(model, f"G_{direction}").translate, src, dst, judge=judge, n=b["eval"],
-                                     size=b["resolution"], back=getattr(model, f"G_{back}").translate,
-                                     method="CycleGAN-lite", seed=runtime.seed)
-            print(prefix, s)
-            scores.update({k: v for k, v in _scores_dict(prefix + direction, s).items()
-                           if keep is None or k.split("_", 1 + prefix.count("_"))[-1] in keep})
-
+    common = dict(judge=judge, n=b["eval"], size=b["resolution"], seed=runtime.seed)
     if ema is not None:  # the last step's generators first, for the record; the average is shipped
-        evaluate("last_", keep=("style_accuracy", "content_accuracy", "l1_to_truth", "ssim_to_truth", "fd"))
+        scores.update(score_pair(model, style_a, style_b, prefix="last_", **common,
+                                 keep=("style_accuracy", "content_accuracy", "l1_to_truth", "ssim_to_truth", "fd")))
         ema.copy_to(model)
-    evaluate("")
+    scores.update(score_pair(model, style_a, style_b, **common))
     scores.update(loss_G_first=history.mean("loss_G", last=None) if len(history["loss_G"]) < 4
                   else float(sum(history["loss_G"][:4]) / 4),
                   loss_G_last=history.mean("loss_G", last=4), loss_cycle_last=history.mean("loss_cycle", last=4),

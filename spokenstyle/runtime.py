@@ -138,17 +138,22 @@ BUDGETS: dict[str, dict[str, dict[str, Any]]] = {
         "fast": {"steps": 80, "batch_size": 32, "lr": 3e-3, "width": 16, "eval": 100},
         "full": {"steps": 1500, "batch_size": 64, "lr": 3e-3, "width": 16, "eval": 500},
     },
-    # chapter 6 (spokenstyle.captioning): stage 1 of the captioner S (formal pairs + spoken pile),
+    # chapter 6 (spokenstyle.captioning): stage 1 of the captioner S (perception on the training
+    # pictures; the decoder on content: formal captions + spoken pile),
     # the paired upper bound (stage 1 continued on paired spoken captions), stage 2 (S against the
     # critic T), and the instruments: register classifier, spoken LM, attribute reader R.
     # captioner_eval: test pictures and how spoken captions are decoded for every metric.
+    "captioner_perception": {
+        "fast": {"steps": 8, "batch_size": 8, "n_train": 500, "lr": 3e-3},
+        "full": {"steps": 3000, "batch_size": 32, "n_train": 20000, "lr": 3e-3},
+    },
     "captioner_mle": {
-        "fast": {"steps": 8, "batch_size": 8, "n_train": 500, "n_pile": 500, "lr": 2e-3, "lambda_slots": 2.0},
-        "full": {"steps": 4000, "batch_size": 32, "n_train": 20000, "n_pile": 20000, "lr": 2e-3, "lambda_slots": 2.0},
+        "fast": {"steps": 8, "batch_size": 8, "n_train": 500, "n_pile": 500, "lr": 2e-3},
+        "full": {"steps": 4000, "batch_size": 32, "n_train": 20000, "n_pile": 20000, "lr": 2e-3},
     },
     "captioner_paired": {
-        "fast": {"steps": 4, "batch_size": 8, "n_train": 500, "n_pile": 500, "lr": 1e-3, "lambda_slots": 2.0},
-        "full": {"steps": 1000, "batch_size": 32, "n_train": 20000, "n_pile": 20000, "lr": 1e-3, "lambda_slots": 1.0},
+        "fast": {"steps": 4, "batch_size": 8, "n_train": 500, "n_pile": 500, "lr": 1e-3},
+        "full": {"steps": 1000, "batch_size": 32, "n_train": 20000, "n_pile": 20000, "lr": 1e-3},
     },
     "captioner_adv": {
         "fast": {"steps": 3, "batch_size": 4, "n_gz": 2, "n_train": 500, "n_pile": 500, "critic_warmup": 1,

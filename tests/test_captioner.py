@@ -16,7 +16,7 @@ from spokenstyle.models.captioner import (Captioner, CaptionerConfig, as_image_b
                                           gumbel_softmax)
 
 TINY = dict(vocab_size=12, max_len=6, image_size=32, n_embd=32, n_layer=2, n_head=2,
-            enc_channels=(8, 8, 16, 16), dropout=0.0)
+            enc_channels=(8, 8, 8, 16, 16), dropout=0.0)
 
 
 def tiny(seed: int = 0, **overrides) -> Captioner:
@@ -32,6 +32,15 @@ def tiny(seed: int = 0, **overrides) -> Captioner:
 
 def images(n: int = 3, size: int = 32, seed: int = 0) -> torch.Tensor:
     return torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+def memories(model: Captioner, n: int = 4, seed: int = 0) -> torch.Tensor:
+    """Memories of n random, different contents (random pictures read by a random reader all
+    look alike to it)."""
+    g = torch.Generator().manual_seed(seed)
+    slots = F.one_hot(torch.randint(13, (n, 6), generator=g), 13).float()
+    pairs = F.one_hot(torch.randint(6, (n, 15), generator=g), 6).float()
+    return model.encode_content(slots, pairs) * 10  # loud enough to steer a random decoder
 
 
 def test_config_validates():
@@ -68,10 +77,9 @@ def test_forward_shapes_and_loss_ignores_padding():
 @pytest.mark.parametrize("register", ["formal", "spoken"])
 def test_greedy_equals_transformers_generate(register):
     model = tiny(1)
-    x = images(4)
-    ours = model.greedy(x, register)
-    memory = model.encode(x)
-    theirs = model.decoder.generate(input_ids=model.prefix(register, 4), encoder_hidden_states=memory,
+    memory = memories(model, 8)
+    ours = model.greedy(register=register, memory=memory)
+    theirs = model.decoder.generate(input_ids=model.prefix(register, 8), encoder_hidden_states=memory,
                                     max_new_tokens=model.config.max_len, do_sample=False,
                                     eos_token_id=model.config.eos_id, pad_token_id=model.config.pad_id)[:, 2:]
     theirs = torch.nn.functional.pad(theirs, (0, ours.shape[1] - theirs.shape[1]), value=0)
@@ -153,7 +161,7 @@ def test_gumbel_rollout_is_discrete_forward_and_differentiable_backward():
             assert all(t == 0 for t in row[k + 1:]) and all(m[: k + 1]) and not any(m[k + 1:])
     score = (out.one_hot * torch.randn(12)).sum()  # any function of the one-hot sentence
     score.backward()
-    for name in ("encoder.slot_proj.weight", "encoder.grid_proj.weight", "decoder.transformer.wte.weight"):
+    for name in ("reader.slot_head.0.weight", "reader.pair_head.0.weight", "content.object", "decoder.transformer.wte.weight"):
         grad = dict(model.named_parameters())[name].grad
         assert grad is not None and grad.abs().sum() > 0, name
 
@@ -277,14 +285,28 @@ def test_every_training_stage_runs_and_evaluates(tmp_path):
     from spokenstyle.runtime import setup
 
     rt = setup(seed=0, device="cpu", profile="fast", verbose=False)
-    tiny_s = dict(enc_channels=(8, 8, 16, 16), n_embd=32, n_layer=1, n_head=2)
+    tiny_s = dict(enc_channels=(8, 8, 8, 16, 16), n_embd=32, n_layer=1, n_head=2)
     reg, _ = C.train_register_classifier(rt, {"n_sentences": 64, "batch_size": 8, "steps": 2, "lr": 1e-3},
                                          model=C.TextClassifier(C.classifier_config("register", d_model=32, n_layer=1)))
     R, _ = C.train_reader(rt, {"n_train": 64, "n_pile": 64, "batch_size": 8, "steps": 2, "lr": 1e-3},
                           model=C.TextClassifier(C.classifier_config("reader", d_model=32, n_layer=1)))
-    S, hist = C.train_mle(rt, {"n_train": 64, "n_pile": 64, "batch_size": 4, "steps": 2, "lr": 1e-3, "lambda_slots": 1.0},
-                          model=Captioner(C.captioner_config(**tiny_s)))
+    S = Captioner(C.captioner_config(**tiny_s))
+    decoder_before = {k: v.clone() for k, v in S.state_dict().items() if not k.startswith("reader.")}
+    reader_before = {k: v.clone() for k, v in S.reader.state_dict().items()}
+    S, hist = C.train_perception(rt, {"n_train": 64, "batch_size": 4, "steps": 2, "lr": 1e-3}, model=S)
+    assert len(hist["loss_read"]) == 2
+    # perception moves the reader only ...
+    assert all(torch.equal(v, S.state_dict()[k]) for k, v in decoder_before.items())
+    assert any(not torch.equal(v, S.reader.state_dict()[k]) for k, v in reader_before.items() if v.is_floating_point())
+    reader_after = {k: v.clone() for k, v in S.reader.state_dict().items()}
+    S, hist = C.train_mle(rt, {"n_train": 64, "n_pile": 64, "batch_size": 4, "steps": 2, "lr": 1e-3}, model=S)
     assert len(hist["loss_formal"]) == 2
+    # ... and the decoder stage leaves it as it was, and every weight trainable again
+    assert all(torch.equal(v, S.reader.state_dict()[k]) for k, v in reader_after.items())
+    assert all(p.requires_grad for p in S.parameters())
+    P, hist = C.train_paired(rt, {"n_train": 64, "n_pile": 64, "batch_size": 4, "steps": 2, "lr": 1e-3},
+                             model=Captioner(C.captioner_config(**tiny_s)))
+    assert len(hist["loss_spoken"]) == 2 and torch.isfinite(torch.tensor(hist["loss_spoken"])).all()
     T = C.TextClassifier(C.classifier_config("critic", d_model=32, n_layer=1))
     adv = {"n_train": 64, "n_pile": 64, "batch_size": 2, "steps": 2, "tau": 1.0, "lambda_adv": 1.0,
            "lambda_ground": 1.0, "lambda_mle": 1.0, "n_gz": 2, "critic_warmup": 1, "lr_s": 1e-4, "lr_t": 1e-4}
@@ -302,7 +324,7 @@ def test_every_training_stage_runs_and_evaluates(tmp_path):
 def test_checkpoints_remember_their_tokenizer(tmp_path):
     from spokenstyle import captioning as C
 
-    model = Captioner(C.captioner_config(enc_channels=(8, 8, 16, 16), n_embd=32, n_layer=1, n_head=2))
+    model = Captioner(C.captioner_config(enc_channels=(8, 8, 8, 16, 16), n_embd=32, n_layer=1, n_head=2))
     model.save_pretrained(tmp_path / "ok", extra={"tokenizer": C.tokenizer_digest()})
     assert C.load_captioner(tmp_path / "ok").config == model.config
     model.save_pretrained(tmp_path / "old", extra={"tokenizer": "0123456789abcdef"})
@@ -310,10 +332,104 @@ def test_checkpoints_remember_their_tokenizer(tmp_path):
         C.load_captioner(tmp_path / "old")
 
 
-def test_slot_logits_read_the_colour_slots():
+def test_memory_is_content_one_token_per_colour_and_pair():
     model = tiny(9)
     memory = model.encode(images(2))
-    assert memory.shape == (2, 6 + 16, 32)  # 6 colour slots + a 4 × 4 grid at 32 px
-    assert model.slot_logits(memory).shape == (2, 6, 13)
-    with pytest.raises(ValueError, match="no image"):
-        model.slot_logits(model.encode(None, batch_size=2))
+    assert memory.shape == (2, 6 + 30, 32)  # 6 colour slots + 30 ordered colour pairs, whatever the picture size
+    slot_logits, pair_logits = model.read(images(2))
+    assert slot_logits.shape == (2, 6, 13) and pair_logits.shape == (2, 15, 6)
+    assert model.encode(None, batch_size=2).shape == (2, 1, 32)
+    with pytest.raises(ValueError, match="shape"):
+        model.encode_content(torch.rand(2, 6, 12), torch.rand(2, 15, 6))
+
+
+def _logits_of(slots: torch.Tensor, pairs: torch.Tensor, scale: float = 30.0):
+    """Confident logits whose argmax is the given reader targets."""
+    return F.one_hot(slots, 13).float() * scale, F.one_hot(pairs.clamp(min=0), 6).float() * scale
+
+
+def test_picture_content_with_the_captions_stated_pairs_equals_the_captions_content():
+    """The same content reaches the decoder from a (perfectly read) picture and from its caption."""
+    from spokenstyle import captioning as C
+    from spokenstyle.data import captions as cap
+    from spokenstyle.models.captioner import content_of_specs, content_probs
+    from spokenstyle.models.critic import scene_targets
+
+    scenes = C.split_scenes("train", 40)
+    slots, pairs = scene_targets(scenes)
+    from_picture = content_probs(*_logits_of(slots, pairs), stated=pairs > 0)
+    from_text = content_of_specs([cap.parse(t) for t in C._captions("train", 40, "formal")])
+    assert torch.allclose(from_picture[0], from_text[0], atol=1e-6)
+    assert torch.allclose(from_picture[1], from_text[1], atol=1e-6)
+    with pytest.raises(ValueError, match="parsed"):
+        content_of_specs([None])
+
+
+def test_content_states_two_relations_of_three_objects_and_none_of_absent_ones():
+    from spokenstyle.models.captioner import content_probs
+    from spokenstyle.models.critic import PAIRS
+
+    slots = torch.zeros(1, 6, dtype=torch.long)
+    slots[0, :3] = torch.tensor([1, 3, 5])  # red, orange and yellow objects
+    pairs = torch.zeros(1, 15, dtype=torch.long)
+    k = {p: n for n, p in enumerate(PAIRS)}
+    pairs[0, k[(0, 1)]], pairs[0, k[(1, 2)]], pairs[0, k[(0, 2)]], pairs[0, k[(3, 4)]] = 1, 1, 1, 3
+    s_logits, p_logits = _logits_of(slots, pairs)
+    p_logits[0, k[(0, 2)]] = torch.tensor([0.0, 2.0, 0.0, 0.0, 0.0, 1.5])  # the least sure relation
+    _, content = content_probs(s_logits, p_logits)
+    stated = content.argmax(-1)[0]
+    assert stated[k[(0, 1)]] == 1 and stated[k[(1, 2)]] == 1
+    assert stated[k[(0, 2)]] == 0  # dropped: a sentence states two of three relations
+    assert stated[k[(3, 4)]] == 0  # green and blue are absent: their pair cannot be related
+    assert torch.allclose(content.sum(-1), torch.ones(1, 15))
+    # two objects: their one relation is kept
+    s2 = slots.clone()
+    s2[0, 2] = 0
+    _, content2 = content_probs(*_logits_of(s2, pairs))
+    assert content2.argmax(-1)[0, k[(0, 1)]] == 1 and content2.argmax(-1)[0, k[(1, 2)]] == 0
+
+
+def test_perception_metrics_score_a_perfect_and_a_wrong_reader():
+    """perception_metrics counts a picture right only when every object is exact and the
+    relations kept are a true chain; a reader that knows the answers scores 1, one that swaps
+    objects between pictures does not."""
+    from spokenstyle import captioning as C
+    from spokenstyle.models.critic import N_PAIR_CLASSES, N_SLOT_CLASSES, scene_targets
+
+    test = C.test_set(24)
+    slots, pairs = scene_targets(test.scenes)
+
+    class Oracle(torch.nn.Module):
+        def __init__(self, slots, pairs):
+            super().__init__()
+            self.slots, self.pairs = slots, pairs
+
+        def forward(self, images):
+            n = images.shape[0]
+            return (F.one_hot(self.slots[:n], N_SLOT_CLASSES).float() * 20,
+                    F.one_hot(self.pairs[:n], N_PAIR_CLASSES).float() * 20)
+
+    S = Captioner(C.captioner_config(enc_channels=(4, 4, 4, 4, 4), enc_hidden=8, n_embd=32, n_layer=1, n_head=2))
+    S.reader = Oracle(slots, pairs)
+    assert C.perception_metrics(S, test) == {"objects_exact": 1.0, "content_true": 1.0}
+    S.reader = Oracle(slots.roll(1, 0), pairs.roll(1, 0))
+    wrong = C.perception_metrics(S, test)
+    assert wrong["objects_exact"] < 0.5 and wrong["content_true"] <= wrong["objects_exact"]
+
+
+def test_a_pair_token_carries_its_subjects_object_and_not_the_others():
+    """ContentMemory's ordered pair (a, b) holds a's object, b's colour and the relation as seen
+    from a: changing what b is leaves (a, b) alone and changes (b, a), so having named a's
+    object the decoder finds the tokens a is the subject of."""
+    from spokenstyle.models.captioner import ContentMemory
+    from spokenstyle.models.critic import N_PAIR_CLASSES, N_SLOT_CLASSES, PAIRS
+
+    torch.manual_seed(0)
+    memory = ContentMemory(CaptionerConfig(n_embd=16, n_head=2)).eval()
+    slots = F.one_hot(torch.tensor([[1, 5, 0, 0, 0, 0]]), N_SLOT_CLASSES).float()
+    pairs = F.one_hot(torch.tensor([[1] + [0] * (len(PAIRS) - 1)]), N_PAIR_CLASSES).float()  # colour 0 left of 1
+    other = slots.clone()
+    other[0, 1] = F.one_hot(torch.tensor(9), N_SLOT_CLASSES).float()  # colour 1 is another object
+    a, b = memory(slots, pairs), memory(other, pairs)
+    ab, ba = 6 + 0, 6 + len(PAIRS) + 0  # (0, 1) and (1, 0): the first pair in both directions
+    assert torch.allclose(a[0, ab], b[0, ab]) and not torch.allclose(a[0, ba], b[0, ba])

@@ -22,7 +22,7 @@ from spokenstyle.models.fusion import FusionConfig, FusionGenerator
 def tiny(monkeypatch):
     torch.manual_seed(0)
     pipe = pipeline.SpokenStylePipeline(
-        Captioner(captioner_config(enc_channels=(4, 4, 4, 4), n_embd=16, n_layer=1, n_head=2, max_len=12)),
+        Captioner(captioner_config(enc_channels=(4, 4, 4, 4, 4), enc_hidden=8, n_embd=16, n_layer=1, n_head=2, max_len=12)),
         FusionGenerator(FusionConfig(text_dim=8, content_dim=8, style_dim=8, g_width=4, d_width=4)),
         FeatureNet(FeatureNetConfig(width=4, feature_dim=8)),
         TextClassifier(classifier_config("critic", d_model=16, n_layer=1, n_head=2)))

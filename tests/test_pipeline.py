@@ -24,7 +24,7 @@ from spokenstyle.models.judge import JudgeConfig, SceneJudge
 
 def tiny_pipeline(translators=None, judge=None, attribute_judge=None) -> pipeline.SpokenStylePipeline:
     torch.manual_seed(0)
-    S = Captioner(captioner_config(enc_channels=(4, 4, 4, 4), n_embd=16, n_layer=1, n_head=2, max_len=12))
+    S = Captioner(captioner_config(enc_channels=(4, 4, 4, 4, 4), enc_hidden=8, n_embd=16, n_layer=1, n_head=2, max_len=12))
     T = TextClassifier(classifier_config("critic", d_model=16, n_layer=1, n_head=2))
     J = judge if judge is not None else FeatureNet(FeatureNetConfig(width=4, feature_dim=8))
     F = FusionGenerator(FusionConfig(text_dim=8, content_dim=8, style_dim=8, g_width=4, d_width=4))
@@ -249,7 +249,7 @@ def test_from_pretrained_loads_saved_components(tmp_path):
     from spokenstyle.models.fusion import FusionGAN
 
     torch.manual_seed(0)
-    S = Captioner(captioner_config(enc_channels=(4, 4, 4, 4), n_embd=16, n_layer=1, n_head=2, max_len=12))
+    S = Captioner(captioner_config(enc_channels=(4, 4, 4, 4, 4), enc_hidden=8, n_embd=16, n_layer=1, n_head=2, max_len=12))
     T = TextClassifier(classifier_config("critic", d_model=16, n_layer=1, n_head=2))
     J = FeatureNet(FeatureNetConfig(width=4, feature_dim=8))
     A = SceneJudge(JudgeConfig(width=4, hidden=8))

@@ -1,35 +1,51 @@
 """The captioner S: a picture in, a sentence out, in the formal or the spoken register.
 
-Step 3 of the book's pipeline (source §3, §4.2): a small CNN turns the image into a grid of
-feature vectors, and a GPT-2 decoder built by ``transformers`` from a config (nothing is
-downloaded) writes the sentence one token at a time, reading the grid through cross-attention
-in every block (Xu et al. 2015, "Show, Attend and Tell", with a transformer decoder in place of
-the LSTM). The register is a control token: every sentence starts ``<bos> <formal>`` or
-``<bos> <spoken>``, so one model holds both registers and the adversarial stage of chapter 6
-changes only how the spoken one is used.
+Step 3 of the book's pipeline (source §3, §4.2). S works in two halves with a narrow,
+readable interface between them, *content*:
 
-Decoding comes in the usual three kinds, all in :meth:`Captioner.generate`: greedy (the argmax at
-every step; equal to ``transformers``' ``generate()``, which the tests check), beam search
-(keep the ``num_beams`` best prefixes by summed log-probability) and sampling (temperature and
-top-k). For adversarial training :meth:`Captioner.gumbel_rollout` samples a whole sentence
-with the straight-through Gumbel-softmax (Jang, Gu & Poole 2017; Maddison et al. 2017): the
-forward pass feeds back hard one-hot tokens, the backward pass uses the gradient of the soft
-relaxation, so a critic's score can be differentiated with respect to S's weights.
-:meth:`Captioner.sample` returns sampled tokens with their log-probabilities for REINFORCE
-(Williams 1992).
+1. **perceive** (:class:`SceneReader`): a small CNN reads the picture into the content format
+   the attribute reader R uses for sentences: for each ShapeScenes colour, which object has it
+   (absent, or shape × size), and for each pair of colours, how they stand (left of, above,
+   next to, or unstated). It is trained on what the renderer knows of the training pictures.
+2. **speak**: the content, as probabilities, becomes 36 memory tokens (:class:`ContentMemory`:
+   one per colour, one per ordered pair), and a GPT-2 decoder built by ``transformers`` from a config
+   (nothing is downloaded) writes the sentence one token at a time, reading the memory through
+   cross-attention in every block.
+
+Why the bottleneck: the unpaired setting of chapter 6 has spoken sentences only as text. A
+sentence's content can be read off the sentence itself (the parser), so the spoken register
+learns *to say a given content* from the text alone, and the same decoder then says what the
+reader sees in a picture (SemStyle, Mathews et al. 2018; the concept bridge of Feng et al. 2019).
+A decoder that reads pixels instead can only learn, from text alone, to talk while ignoring
+them (the book's first captioner did exactly that: chapter 6 keeps the lesson).
+
+The register is a control token: every sentence starts ``<bos> <formal>`` or ``<bos> <spoken>``,
+so one model holds both registers. Decoding comes in the usual three kinds, all in
+:meth:`Captioner.generate`: greedy (the argmax at every step; equal to ``transformers``'
+``generate()``, which the tests check), beam search (keep the ``num_beams`` best prefixes by
+summed log-probability) and sampling (temperature and top-k). For adversarial training
+:meth:`Captioner.gumbel_rollout` samples a whole sentence with the straight-through
+Gumbel-softmax (Jang, Gu & Poole 2017; Maddison et al. 2017): the forward pass feeds back hard
+one-hot tokens, the backward pass uses the gradient of the soft relaxation, so a critic's score
+can be differentiated with respect to S's weights. :meth:`Captioner.sample` returns sampled
+tokens with their log-probabilities for REINFORCE (Williams 1992).
 
 References:
     Radford et al. 2019, "Language Models are Unsupervised Multitask Learners" (GPT-2);
     ``transformers/models/gpt2/modeling_gpt2.py`` (``add_cross_attention``).
     Xu et al. 2015, "Show, Attend and Tell", https://arxiv.org/abs/1502.03044
+    Mathews, Xie & He 2018, "SemStyle: Learning to Generate Stylised Image Captions using
+    Unaligned Text", https://arxiv.org/abs/1805.07030
+    Feng et al. 2019, "Unsupervised Image Captioning", https://arxiv.org/abs/1811.10787
     Jang, Gu & Poole 2017, "Categorical Reparameterization with Gumbel-Softmax",
     https://arxiv.org/abs/1611.01144
 
-Deviations: the image encoder is a 4-layer CNN trained from scratch (ShapeScenes needs no
-ImageNet features) whose memory starts with one slot per colour (see :class:`ImageEncoder`);
-images with no picture at all (the unpaired spoken text of chapter 6) are
-encoded as one learned "no image" vector, so the decoder can be trained as a plain language
-model on sentences that describe no image we have.
+Deviations: the image encoder is a 5-layer CNN trained from scratch (ShapeScenes needs no
+ImageNet features) with one slot per colour (colours are distinct within a picture); its
+colour map is also trained against the renders' colour masks (a segmentation label, as COCO
+pictures have), which teaches it where each colour is long before the object labels do.
+Sentences with no picture at all (the spoken language model of chapter 6) use one learned
+"no image" memory vector.
 """
 
 from __future__ import annotations
@@ -46,11 +62,17 @@ from torch import nn
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from .. import checkpoints
+from .critic import N_PAIR_CLASSES, N_SLOT_CLASSES, PAIRS, scene_targets
+
+N_COLOURS = 6  # spokenstyle.data.scenes.COLOURS: one memory slot per colour
 
 __all__ = [
     "REGISTERS",
     "CaptionerConfig",
-    "ImageEncoder",
+    "SceneReader",
+    "ContentMemory",
+    "content_probs",
+    "content_of_specs",
     "Captioner",
     "GenerateOutput",
     "gumbel_softmax",
@@ -147,61 +169,166 @@ def as_image_batch(images: Any, size: int) -> torch.Tensor:
 
 # -- blocks ------------------------------------------------------------------------------------
 
-class ImageEncoder(nn.Module):
-    """Image (B, 3, R, R) in [0, 1] → memory (B, n_slots + (R/8)², n_embd) for cross-attention.
+def _block(c_in: int, c_out: int, stride: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False),
+                         nn.GroupNorm(min(8, c_out), c_out), nn.GELU())
 
-    A CNN trunk (two stride-2 and two stride-1 3×3 convolutions, GroupNorm + GELU) gives a
-    feature map at R/4. The memory has two parts:
 
-    * **colour slots** (the first ``n_slots`` tokens): a 1×1 convolution scores every cell for
-      "background" or one of the colours (softmax over ``1 + n_slots``); slot c pools the
-      feature map with its weights and adds *where* (the weighted centroid) and *how much* (log
-      of the weight mass). Colours are distinct within a ShapeScenes picture, so slot c holds
-      the object of colour c: binding a shape to its colour is built in, not discovered (the
-      book's scene judge, chapter 1, uses the same colour-query pooling). :meth:`slot_logits`
-      reads each slot's object class (absent / shape × size): an auxiliary head for training.
-    * **grid** (the remaining (R/8)² tokens): the feature map pooled to R/8 with a learned
-      position embedding per cell, for everything the slots miss.
+class SceneReader(nn.Module):
+    """Perception: image (B, 3, R, R) in [0, 1] → what is in it, as the reader R's content format.
+
+    Returns ``(slot_logits (B, 6, 13), pair_logits (B, 15, 6))``: for each ShapeScenes colour the
+    object of that colour (absent, or shape × size), and for each unordered pair of colours
+    (i < j) their relation (0 unstated, 1 i left of j, 2 i right of j, 3 i above j, 4 i below j,
+    5 next to; :func:`spokenstyle.models.critic.scene_targets`; 0 also when no relation applies).
+    It is trained on what the renderer knows of a picture (chapter 6's ``perception_loss``); the
+    data-scarce setting of chapter 6 is short of spoken *language*, not of vision labels.
+
+    * **trunk**: five 3×3 convolutions (GroupNorm + GELU), the first at full resolution (a small
+      shape is 10 px across; its corners tell a square from a diamond), down to R/4;
+    * **colour slots**: a 1×1 convolution scores every cell for "background" or one of the six
+      colours (softmax over 7); slot c pools the feature map with its weights and records where
+      (weighted centroid) and how much (log mass). Colours are distinct within a picture, so
+      slot c *is* the object of colour c: binding a shape to its colour is built in (chapter 1's
+      scene judge does the same);
+    * **pairs**: a small MLP reads each pair's relation from the two slots' features, centroids,
+      their offset and distance (relations are geometry: ``relation_between``).
     """
 
     def __init__(self, config: "CaptionerConfig") -> None:
         super().__init__()
-        c0, c1, c2, c3 = config.enc_channels
+        widths = config.enc_channels
+        strides = (1, 2, 1, 2, 1)  # R → R/2 → R/4
         layers, c_in = [], 3
-        for c_out, stride in ((c0, 2), (c1, 2), (c2, 1), (c3, 1)):  # R → R/2 → R/4, then two at R/4
-            layers += [nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1), nn.GroupNorm(min(8, c_out), c_out), nn.GELU()]
+        for c_out, stride in zip(widths, strides):
+            layers.append(_block(c_in, c_out, stride))
             c_in = c_out
         self.trunk = nn.Sequential(*layers)
-        self.n_slots = config.n_slots
-        self.colour_map = nn.Conv2d(c3, 1 + config.n_slots, 1)  # background + one score per colour
-        self.slot_proj = nn.Linear(c3 + 3, config.n_embd)  # pooled features, centroid (x, y), log mass
-        self.slot_embed = nn.Parameter(torch.zeros(1, config.n_slots, config.n_embd))  # which colour
-        self.slot_head = nn.Linear(config.n_embd, config.n_slot_classes)
-        self.grid_proj = nn.Conv2d(c3, config.n_embd, 2, stride=2)  # R/4 → R/8
-        cells = (config.image_size // 8) ** 2
-        self.grid_pos = nn.Parameter(torch.zeros(1, cells, config.n_embd))
-        for p in (self.slot_embed, self.grid_pos):
-            nn.init.normal_(p, std=0.02)
+        c, hidden = widths[-1], config.enc_hidden
+        self.colour_map = nn.Conv2d(c, 1 + N_COLOURS, 1)  # background + one score per colour
+        self.slot_head = nn.Sequential(nn.Linear(c + 3, hidden), nn.GELU(), nn.Linear(hidden, N_SLOT_CLASSES))
+        self.pair_proj = nn.Linear(c + 1, hidden // 2)  # a slot's features (and log mass) for the pair head
+        self.pair_head = nn.Sequential(nn.Linear(hidden + 7, hidden), nn.GELU(), nn.Linear(hidden, N_PAIR_CLASSES))
         side = config.image_size // 4
         coords = (torch.arange(side, dtype=torch.float32) + 0.5) / side * 2 - 1  # cell centres in [-1, 1]
         yy, xx = torch.meshgrid(coords, coords, indexing="ij")
         self.register_buffer("xy", torch.stack([xx.flatten(), yy.flatten()], 1), persistent=False)  # (cells, 2)
+        self.register_buffer("pair_i", torch.tensor([p[0] for p in PAIRS]), persistent=False)
+        self.register_buffer("pair_j", torch.tensor([p[1] for p in PAIRS]), persistent=False)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, return_map: bool = False):
         h = self.trunk(images * 2.0 - 1.0)  # [0, 1] → [-1, 1]; (B, C, R/4, R/4)
-        flat = h.flatten(2)  # (B, C, n)
-        attn = self.colour_map(h).softmax(1)[:, 1:].flatten(2)  # (B, n_slots, n), background dropped
-        mass = attn.sum(-1, keepdim=True)  # (B, n_slots, 1)
-        pooled = torch.einsum("bkn,bcn->bkc", attn, flat) / (mass + 1e-3)  # (B, n_slots, C)
-        centre = attn @ self.xy / (mass + 1e-3)  # (B, n_slots, 2) weighted centroid
-        log_mass = torch.log(mass / attn.shape[-1] + 1e-4)  # (B, n_slots, 1)
-        slots = self.slot_proj(torch.cat([pooled, centre, log_mass], -1)) + self.slot_embed  # (B, n_slots, d)
-        grid = self.grid_proj(h).flatten(2).transpose(1, 2) + self.grid_pos  # (B, (R/8)², d)
-        return torch.cat([slots, grid], 1).contiguous()  # GPT-2's Conv1D needs a contiguous memory
+        map_logits = self.colour_map(h)  # (B, 7, R/4, R/4)
+        attn = map_logits.softmax(1)[:, 1:].flatten(2)  # (B, 6, n), background dropped
+        mass = attn.sum(-1, keepdim=True)  # (B, 6, 1)
+        pooled = torch.einsum("bkn,bcn->bkc", attn, h.flatten(2)) / (mass + 1e-3)  # (B, 6, C)
+        centre = attn @ self.xy / (mass + 1e-3)  # (B, 6, 2): weighted centroid in canvas coordinates
+        log_mass = torch.log(mass / attn.shape[-1] + 1e-4)  # (B, 6, 1)
+        slot_logits = self.slot_head(torch.cat([pooled, centre, log_mass], -1))  # (B, 6, 13)
+        f = self.pair_proj(torch.cat([pooled, log_mass], -1))  # (B, 6, hidden/2)
+        i, j = self.pair_i, self.pair_j
+        offset = centre[:, j] - centre[:, i]  # (B, 15, 2): from i to j, y down
+        geometry = torch.cat([centre[:, i], centre[:, j], offset, offset.norm(dim=-1, keepdim=True)], -1)  # (B, 15, 7)
+        pair_logits = self.pair_head(torch.cat([f[:, i], f[:, j], geometry], -1))  # (B, 15, 6)
+        return (slot_logits, pair_logits, map_logits) if return_map else (slot_logits, pair_logits)
 
-    def slot_logits(self, memory: torch.Tensor) -> torch.Tensor:
-        """(B, n_slots, n_slot_classes) object class of each colour slot, from the memory."""
-        return self.slot_head(memory[:, : self.n_slots])
+
+def content_probs(slot_logits: torch.Tensor, pair_logits: torch.Tensor, *,
+                  stated: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """What S will say, as probabilities: ``(slots (B, 6, 13), pairs (B, 15, 6))``.
+
+    A pair's relation counts only as far as both of its objects are there: its distribution is
+    ``p(both present) · softmax(pair_logits) + (1 − p(both)) · [unstated]``. A sentence about
+    three objects states two of their three relations (as every caption of the grammars does),
+    so the third pair is set to "unstated": the pair the caption states no relation for when
+    ``stated`` (B, 15) bool is given (training, teacher-forced from the formal caption), else the
+    one whose relation S is least sure of (a pair S sees no relation in is unstated anyway). Text and pictures thus give S's decoder the same
+    kind of content.
+    """
+    slots = slot_logits.float().softmax(-1)  # (B, 6, 13)
+    present = 1.0 - slots[..., 0]  # (B, 6)
+    i = torch.tensor([p[0] for p in PAIRS], device=slots.device)
+    j = torch.tensor([p[1] for p in PAIRS], device=slots.device)
+    both = (present[:, i] * present[:, j])[..., None]  # (B, 15, 1)
+    unstated = F.one_hot(torch.zeros((), dtype=torch.long, device=slots.device), N_PAIR_CLASSES).float()
+    pairs = both * pair_logits.float().softmax(-1) + (1.0 - both) * unstated  # (B, 15, 6)
+    if stated is None:
+        related = both[..., 0] > 0.25  # pairs whose two objects are (likely) there
+        n_objects = (present > 0.5).sum(1)  # (B,)
+        confidence = pairs[..., 1:].amax(-1).masked_fill(~related, float("inf"))
+        weakest = confidence.argmin(1)  # (B,)
+        drop = F.one_hot(weakest, len(PAIRS)).bool() & (n_objects >= 3)[:, None] & related
+    else:
+        drop = ~stated.to(slots.device).bool()
+    pairs = torch.where(drop[..., None], unstated.expand_as(pairs), pairs)
+    return slots, pairs
+
+
+def content_of_specs(specs: Sequence[Any], device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Content probabilities (one-hot) of parsed sentences (:class:`~spokenstyle.data.scenes.SceneSpec`):
+    what a sentence states, in the format :func:`content_probs` gives for a picture. Raises
+    ``ValueError`` for a ``None`` (unparsed) entry."""
+    if any(spec is None for spec in specs):
+        raise ValueError("every sentence must have been parsed (got None): content needs a reading")
+    slots, pairs = scene_targets(list(specs))
+    return (F.one_hot(slots, N_SLOT_CLASSES).float().to(device or "cpu"),
+            F.one_hot(pairs, N_PAIR_CLASSES).float().to(device or "cpu"))
+
+
+# a pair's relation seen from its other end: "i left of j" is "j right of i" (0 unstated, 1 left of,
+# 2 right of, 3 above, 4 below, 5 next to)
+_INVERSE_CLASS = (0, 2, 1, 4, 3, 5)
+
+
+class ContentMemory(nn.Module):
+    """Content probabilities → the decoder's cross-attention memory (B, 6 + 30, n_embd).
+
+    One token per colour slot (``colour embedding + probs @ object-class embeddings``) and one
+    per *ordered* pair of colours (a, b): ``subject a + object b + probs(a REL b) @ relation
+    embeddings``, the relation as seen from a. Both directions are there because a sentence may
+    name either object first: having said "the red ball", the decoder finds the word for how the
+    blue box stands to it in the token (red, blue), with no "left" to turn into "right". (With
+    one token per unordered pair the book's first run of this design wrote a third of its
+    relations backwards.) A token of something that is not there (an absent colour, an unstated
+    pair) is blended, by that probability, into one shared "nothing" vector. Probabilities rather than one-hot answers keep S's uncertainty (a
+    blurry generated picture) visible to the decoder.
+    """
+
+    def __init__(self, config: "CaptionerConfig") -> None:
+        super().__init__()
+        d = config.n_embd
+        self.colour = nn.Parameter(torch.randn(N_COLOURS, d) * 0.02)
+        self.object = nn.Parameter(torch.randn(N_SLOT_CLASSES, d) * 0.02)
+        self.subject = nn.Parameter(torch.randn(N_COLOURS, d) * 0.02)
+        self.other = nn.Parameter(torch.randn(N_COLOURS, d) * 0.02)
+        self.subject_object = nn.Parameter(torch.randn(N_SLOT_CLASSES, d) * 0.02)
+        self.relation = nn.Parameter(torch.randn(N_PAIR_CLASSES, d) * 0.02)
+        self.nothing = nn.Parameter(torch.randn(d) * 0.02)
+        i = torch.tensor([p[0] for p in PAIRS])
+        j = torch.tensor([p[1] for p in PAIRS])
+        self.register_buffer("subj", torch.cat([i, j]), persistent=False)  # (30,) a of each ordered pair
+        self.register_buffer("obj", torch.cat([j, i]), persistent=False)  # (30,) b
+        self.register_buffer("inverse", torch.tensor(_INVERSE_CLASS), persistent=False)
+
+    def forward(self, slots: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
+        if slots.dim() != 3 or slots.shape[1:] != (N_COLOURS, N_SLOT_CLASSES):
+            raise ValueError(f"slot probabilities must have shape (B, {N_COLOURS}, {N_SLOT_CLASSES}), got {tuple(slots.shape)}")
+        if pairs.dim() != 3 or pairs.shape[1:] != (len(PAIRS), N_PAIR_CLASSES) or pairs.shape[0] != slots.shape[0]:
+            raise ValueError(f"pair probabilities must have shape (B, {len(PAIRS)}, {N_PAIR_CLASSES}), got {tuple(pairs.shape)}")
+        slots = slots.to(self.object.dtype)
+        ordered = torch.cat([pairs, pairs[..., self.inverse]], 1).to(self.relation.dtype)  # (B, 30, 6): i→j, then j→i
+        slot_tokens = self.colour + slots @ self.object  # (B, 6, d)
+        # a pair token carries its subject's object too, and only the subject's: having said "the
+        # small yellow star", the decoder finds the tokens whose subject it is by its shape and
+        # size, which the tokens of the other direction do not carry (with both objects in both
+        # directions, a run of this design wrote a third of its relations backwards)
+        pair_tokens = (self.subject[self.subj] + slots[:, self.subj] @ self.subject_object
+                       + self.other[self.obj] + ordered @ self.relation)  # (B, 30, d)
+        # what is not there (an absent colour, an unstated pair) fades into one shared "nothing"
+        # token: many identical keys the decoder learns to ignore at once, instead of 30 distinct ones
+        there = torch.cat([1.0 - slots[..., :1], 1.0 - ordered[..., :1]], 1)  # (B, 36, 1)
+        tokens = torch.cat([slot_tokens, pair_tokens], 1)
+        return (there * tokens + (1.0 - there) * self.nothing).contiguous()  # (B, 36, d); GPT-2's Conv1D wants contiguous
 
 
 # -- config ------------------------------------------------------------------------------------
@@ -221,9 +348,8 @@ class CaptionerConfig:
     register_ids: tuple[int, int] = (3, 4)  # the <formal> and <spoken> control tokens, in REGISTERS order
     max_len: int = 40  # longest caption in tokens, without the two prefix tokens; spoken ones run to ~30
     image_size: int = 64  # the renders' size; other sizes are resized to it
-    enc_channels: tuple[int, ...] = (32, 64, 96, 96)  # trunk widths: R/2, R/4, R/4, R/4 (16 × 16 cells at 64 px)
-    n_slots: int = 6  # one memory slot per ShapeScenes colour (colours are distinct within a picture)
-    n_slot_classes: int = 13  # per slot: absent, or shape × size (6 × 2), as SceneBatch.colour_slots
+    enc_channels: tuple[int, ...] = (24, 48, 48, 64, 64)  # trunk widths at R, R/2, R/2, R/4, R/4 (16 × 16 cells at 64 px)
+    enc_hidden: int = 128  # the slot and pair heads' hidden units
     n_embd: int = 128  # decoder width; the grammar is small, 128 is enough and keeps a checkpoint ~3 MB
     n_layer: int = 2  # decoder blocks, each with self- and cross-attention
     n_head: int = 4
@@ -232,7 +358,7 @@ class CaptionerConfig:
     def __post_init__(self) -> None:
         self.register_ids = tuple(int(i) for i in self.register_ids)
         self.enc_channels = tuple(int(c) for c in self.enc_channels)
-        for name in ("vocab_size", "max_len", "image_size", "n_embd", "n_layer", "n_head", "n_slots", "n_slot_classes"):
+        for name in ("vocab_size", "max_len", "image_size", "n_embd", "n_layer", "n_head", "enc_hidden"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
@@ -243,8 +369,10 @@ class CaptionerConfig:
             raise ValueError(f"pad/bos/eos/register ids must be distinct and < vocab_size={self.vocab_size}, got {ids}")
         if self.image_size % 8 or self.image_size < 32:
             raise ValueError(f"image_size must be a multiple of 8 and ≥ 32, got {self.image_size}")
-        if len(self.enc_channels) != 4:
-            raise ValueError(f"enc_channels must list 4 widths, got {self.enc_channels}")
+        if len(self.enc_channels) != 5 or min(self.enc_channels) < 1:
+            raise ValueError(f"enc_channels must list 5 positive widths, got {self.enc_channels}")
+        if self.enc_hidden < 2:
+            raise ValueError(f"enc_hidden must be at least 2, got {self.enc_hidden}")
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd={self.n_embd} must be divisible by n_head={self.n_head}")
         if not 0.0 <= self.dropout < 1.0:
@@ -286,7 +414,8 @@ class Captioner(nn.Module):
 
     Sentences are ``<bos> <register> w1 … wn <eos>``; :meth:`forward` is teacher forcing on the
     words (``tokens`` = ``w1 … wn <eos>`` right-padded with ``pad_id``), :meth:`generate`
-    decodes. ``images=None`` means "no image" (the unpaired spoken text).
+    decodes. Every method takes pictures, or a ``memory`` made by :meth:`encode` (pictures) or
+    :meth:`encode_content` (content read from text); ``images=None`` means "no picture".
     """
 
     def __init__(self, config: CaptionerConfig) -> None:
@@ -294,8 +423,9 @@ class Captioner(nn.Module):
         if not isinstance(config, CaptionerConfig):
             raise TypeError(f"config must be a CaptionerConfig, got {type(config).__name__}")
         self.config = config
-        self.encoder = ImageEncoder(config)
-        self.no_image = nn.Parameter(torch.zeros(1, 1, config.n_embd))  # memory for text without a picture
+        self.reader = SceneReader(config)  # perception: picture → what is in it
+        self.content = ContentMemory(config)  # what is in it → the decoder's memory
+        self.no_image = nn.Parameter(torch.zeros(1, 1, config.n_embd))  # memory for text about nothing we have
         nn.init.normal_(self.no_image, std=0.02)
         self.decoder = GPT2LMHeadModel(config.gpt2_config())
 
@@ -321,21 +451,27 @@ class Captioner(nn.Module):
         row = torch.tensor([self.config.bos_id, self.register_id(register)], device=self.device)
         return row.expand(batch_size, 2)
 
-    def encode(self, images: Any = None, batch_size: int | None = None) -> torch.Tensor:
-        """The cross-attention memory: (B, cells, n_embd) for images, (B, 1, n_embd) for none."""
+    def read(self, images: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """Perception alone: ``(slot_logits (B, 6, 13), pair_logits (B, 15, 6))`` of pictures."""
+        images = as_image_batch(images, self.config.image_size).to(self.device)
+        return self.reader(images)
+
+    def encode(self, images: Any = None, batch_size: int | None = None, *,
+               stated: torch.Tensor | None = None) -> torch.Tensor:
+        """The cross-attention memory: (B, 36, n_embd) for pictures, (B, 1, n_embd) for none.
+
+        A picture's memory is its content (:meth:`read`, then :func:`content_probs`; ``stated``
+        (B, 15) bool names the pairs its caption relates, in training). ``images=None`` is the
+        memory of "no picture" (a language model of sentences alone)."""
         if images is None:
             if batch_size is None or batch_size < 1:
                 raise ValueError("encode(None) needs batch_size: how many sentences without a picture")
             return self.no_image.expand(batch_size, 1, -1).contiguous()
-        images = as_image_batch(images, self.config.image_size).to(self.device)
-        return self.encoder(images)
+        return self.encode_content(*content_probs(*self.read(images), stated=stated))
 
-    def slot_logits(self, memory: torch.Tensor) -> torch.Tensor:
-        """(B, n_slots, n_slot_classes): what object each colour slot of an image memory holds
-        (the auxiliary head; compare with ``SceneBatch.colour_slots()``)."""
-        if memory.dim() != 3 or memory.shape[1] < self.config.n_slots + 1:
-            raise ValueError("slot_logits needs an image memory from encode(images), not a 'no image' one")
-        return self.encoder.slot_logits(memory)
+    def encode_content(self, slots: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
+        """The memory of given content probabilities (:func:`content_probs`, :func:`content_of_specs`)."""
+        return self.content(slots.to(self.device), pairs.to(self.device))
 
     def _memory(self, images: Any, memory: torch.Tensor | None, batch_size: int | None) -> torch.Tensor:
         if memory is not None:

@@ -461,9 +461,10 @@ class SpokenStylePipeline:
         """The pipeline with the shipped checkpoints (each argument: a shipped name or a folder).
 
         ``captioner`` defaults to ``"captioner_paired"``, chapter 6's upper bound (trained on
-        paired spoken captions), because the shipped unpaired adversarial model
-        ``"captioner_spoken"`` collapsed into runs of colour words (chapter 6, section 8 measures
-        it); pass ``captioner="captioner_spoken"`` to run the pipeline with it.
+        paired spoken captions), because it is the shipped captioner whose spoken captions are
+        most often true of their picture: the unpaired adversarial model ``"captioner_spoken"``
+        gave up content in stage 2 (chapter 6, section 8 measures both); pass
+        ``captioner="captioner_spoken"`` to run the pipeline with it.
 
         ``judge="auto"`` takes the shipped scene judge ``"judge"`` (chapter 5; it reads 64 px
         pictures) when there is one, else ``"features"``. Measured on 2,000 held-out renders, the

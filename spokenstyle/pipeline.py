@@ -463,7 +463,7 @@ class SpokenStylePipeline:
         ``captioner`` defaults to ``"captioner_paired"``, chapter 6's upper bound (trained on
         paired spoken captions), because it is the shipped captioner whose spoken captions are
         most often true of their picture: the unpaired adversarial model ``"captioner_spoken"``
-        gave up content in stage 2 (chapter 6, section 8 measures both); pass
+        gave up a little content in stage 2 (chapter 6, section 8 measures both); pass
         ``captioner="captioner_spoken"`` to run the pipeline with it.
 
         ``judge="auto"`` takes the shipped scene judge ``"judge"`` (chapter 5; it reads 64 px

@@ -18,12 +18,13 @@ test       images + formal + 4 spoken refs   measurement only (BLEU references),
 
 Training stages (each through :class:`spokenstyle.train.Trainer`):
 
-1. :func:`train_mle`: S's reader learns to perceive the training pictures (what the renderer
-   knows of them: objects, colour masks, the relation of every pair), its decoder to describe them in the
-   formal register, and the spoken register to *say a given content* from the pile alone: each
-   pile sentence is decoded from the content the parser reads in it (SemStyle's recipe:
-   the style is learned from unaligned text, the content comes through a bottleneck both
-   pictures and sentences reach).
+1. :func:`train_perception` (1a): S's reader learns to perceive the training pictures (what
+   the renderer knows of them: objects, colour masks, the relation of every pair).
+   :func:`train_mle` (1b): S's decoder learns from text alone to *say a given content*: formal
+   captions from the content they state, and pile sentences from the content the parser reads
+   in them (SemStyle's recipe: the style is learned from unaligned text, the content comes
+   through a bottleneck both pictures and sentences reach). The two share nothing but the
+   content format, so they are trained apart.
 2. :func:`train_adversarial`: S's spoken captions of real images x and of generator samples
    G(z) are the fakes for T, the pile is T's real data. With S's perception frozen, its decoder
    is updated through straight-through Gumbel-softmax rollouts by a non-saturating adversarial
@@ -45,6 +46,7 @@ import math
 import re
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -255,9 +257,26 @@ def _rows(tokens: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
 
 # -- text classifiers and the language model ---------------------------------------------------
 
-def _adamw(module: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
-    return torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=lr, betas=(0.9, 0.98),
-                             weight_decay=0.01)
+def _adamw(params: torch.nn.Module | Sequence[torch.nn.Parameter], lr: float) -> torch.optim.Optimizer:
+    """AdamW over a module's trainable weights, or over the given ones."""
+    if isinstance(params, torch.nn.Module):
+        params = [p for p in params.parameters() if p.requires_grad]
+    return torch.optim.AdamW(list(params), lr=lr, betas=(0.9, 0.98), weight_decay=0.01)
+
+
+@contextmanager
+def _frozen(*modules: torch.nn.Module):
+    """Within the block, the modules' weights take no gradient; afterwards each weight is as
+    trainable as it was before (also when training stops with an exception)."""
+    params = [p for m in modules for p in m.parameters()]
+    was = [p.requires_grad for p in params]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, w in zip(params, was):
+            p.requires_grad_(w)
 
 
 def train_register_classifier(rt: runtime.Runtime, budget: dict[str, Any] | None = None,
@@ -405,10 +424,6 @@ def perception_loss(S: Captioner, images: torch.Tensor, slots: torch.Tensor, pai
             + F.cross_entropy(map_logits.float(), masks))
 
 
-def _adamw_over(params: Sequence[torch.nn.Parameter], lr: float) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(list(params), lr=lr, betas=(0.9, 0.98), weight_decay=0.01)
-
-
 def _warmup_cosine(opt: torch.optim.Optimizer, steps: int) -> torch.optim.lr_scheduler.LambdaLR:
     """Linear warm-up over the first 5 % of the steps, then cosine decay to zero."""
     warm = max(1, steps // 20)
@@ -449,7 +464,7 @@ def train_perception(rt: runtime.Runtime, budget: dict[str, Any] | None = None,
         t.optimize("S", loss)
         return {"loss_read": loss}
 
-    opt = _adamw_over(model.reader.parameters(), b["lr"])
+    opt = _adamw(model.reader.parameters(), b["lr"])
     trainer = Trainer({"S": model}, {"S": opt}, step_fn,
                       _config(b["steps"], "S perception", checkpoint_dir, grad_clip=1.0),
                       schedulers={"S": _warmup_cosine(opt, b["steps"])}, device=rt.device,
@@ -470,9 +485,6 @@ def _decoder_trainer(rt: runtime.Runtime, b: dict[str, Any], model: Captioner, p
     else:  # the unpaired setting: the pile (other scenes, no image), each sentence with its parsed content
         spoken, (p_slots, p_pairs), readable = pile_tokens(b["n_pile"]), pile_targets(b["n_pile"]), _readable_pile(b["n_pile"])
     size = model.config.image_size
-    reader_was = [p.requires_grad for p in model.reader.parameters()]
-    for p in model.reader.parameters():  # perception stays as stage 1a left it
-        p.requires_grad_(False)
 
     def batches(step: int):
         g = torch.Generator().manual_seed(10_000_019 + step)
@@ -501,16 +513,13 @@ def _decoder_trainer(rt: runtime.Runtime, b: dict[str, Any], model: Captioner, p
         t.optimize("S", loss)
         return {"loss_formal": loss_f, "loss_spoken": loss_s}
 
-    opt = _adamw_over(_decoder_params(model), b["lr"])
+    opt = _adamw(_decoder_params(model), b["lr"])
     trainer = Trainer({"S": model}, {"S": opt}, step_fn,
                       _config(b["steps"], "S paired MLE" if paired else "S MLE", checkpoint_dir, grad_clip=1.0),
                       schedulers={"S": _warmup_cosine(opt, b["steps"])}, device=rt.device,
                       model_config=asdict(model.config))
-    try:
+    with _frozen(model.reader):  # perception stays as stage 1a left it
         history = trainer.fit(batches)
-    finally:
-        for p, was in zip(model.reader.parameters(), reader_was):
-            p.requires_grad_(was)
     return model.eval(), history
 
 
@@ -617,9 +626,6 @@ def train_adversarial(rt: runtime.Runtime, S: Captioner, T: TextClassifier, R: T
     size = S.config.image_size
     n_gz = b["n_gz"] if generator is not None else 0
     R = R.to(rt.device).eval()
-    for module in (R, S.reader):  # the reader R and S's perception are fixed: stage 2 is about words
-        for p in module.parameters():
-            p.requires_grad_(False)
 
     def batches(step: int):
         idx, images = render_batch("train", n_train, b["batch_size"], step, size=size, device=rt.device, seed=1)
@@ -688,12 +694,11 @@ def train_adversarial(rt: runtime.Runtime, S: Captioner, T: TextClassifier, R: T
                 "loss_lm": loss_lm, "p_fool": torch.sigmoid(fake.float()).mean(),
                 "length": out.mask.float().sum(1).mean()}
 
-    trainer = Trainer({"S": S, "T": T}, {"S": _adamw(S, b["lr_s"]), "T": _adamw(T, b["lr_t"])}, step_fn,
-                      _config(b["steps"], "S vs T", checkpoint_dir, grad_clip=1.0), callbacks=callbacks,
-                      device=rt.device, model_config={"S": asdict(S.config), "T": asdict(T.config)})
-    history = trainer.fit(batches)
-    for p in S.reader.parameters():  # S leaves as it came: every weight trainable again
-        p.requires_grad_(True)
+    with _frozen(R, S.reader):  # the reader R and S's perception are fixed: stage 2 is about words
+        trainer = Trainer({"S": S, "T": T}, {"S": _adamw(S, b["lr_s"]), "T": _adamw(T, b["lr_t"])}, step_fn,
+                          _config(b["steps"], "S vs T", checkpoint_dir, grad_clip=1.0), callbacks=callbacks,
+                          device=rt.device, model_config={"S": asdict(S.config), "T": asdict(T.config)})
+        history = trainer.fit(batches)
     S.eval(), T.eval()
     return history
 

@@ -433,3 +433,15 @@ def test_a_pair_token_carries_its_subjects_object_and_not_the_others():
     a, b = memory(slots, pairs), memory(other, pairs)
     ab, ba = 6 + 0, 6 + len(PAIRS) + 0  # (0, 1) and (1, 0): the first pair in both directions
     assert torch.allclose(a[0, ab], b[0, ab]) and not torch.allclose(a[0, ba], b[0, ba])
+
+
+def test_frozen_restores_what_was_trainable_even_after_an_error():
+    from spokenstyle import captioning as C
+
+    net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2))
+    net[1].weight.requires_grad_(False)
+    with pytest.raises(RuntimeError):
+        with C._frozen(net):
+            assert not any(p.requires_grad for p in net.parameters())
+            raise RuntimeError("training stopped")
+    assert [p.requires_grad for p in net.parameters()] == [True, True, False, True]

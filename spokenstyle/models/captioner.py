@@ -242,8 +242,8 @@ def content_probs(slot_logits: torch.Tensor, pair_logits: torch.Tensor, *,
     three objects states two of their three relations (as every caption of the grammars does),
     so the third pair is set to "unstated": the pair the caption states no relation for when
     ``stated`` (B, 15) bool is given (training, teacher-forced from the formal caption), else the
-    one whose relation S is least sure of (a pair S sees no relation in is unstated anyway). Text and pictures thus give S's decoder the same
-    kind of content.
+    one whose relation S is least sure of (a pair S sees no relation in is unstated anyway).
+    Text and pictures thus give S's decoder the same kind of content.
     """
     slots = slot_logits.float().softmax(-1)  # (B, 6, 13)
     present = 1.0 - slots[..., 0]  # (B, 6)

@@ -233,17 +233,17 @@ BUDGETS: dict[str, dict[str, dict[str, Any]]] = {
     # CPU-trained shipment (about 30 minutes of one CPU thread); lambda_* weight F's losses
     "fusion": {
         "fast": {"steps": 3, "batch_size": 4, "lr": 2e-3, "width": 8, "d_width": 8, "lambda_rec": 20.0,
-                 "lambda_adv": 1.0, "eval": 12},
-        "full": {"steps": 1500, "batch_size": 16, "lr": 2e-3, "width": 24, "d_width": 16, "lambda_rec": 20.0,
-                 "lambda_adv": 1.0, "eval": 480},
+                 "lambda_adv": 0.5, "eval": 12},
+        "full": {"steps": 3000, "batch_size": 16, "lr": 2e-3, "width": 24, "d_width": 16, "lambda_rec": 20.0,
+                 "lambda_adv": 0.5, "eval": 480},
     },
     # chapter 7's live demo: a short run of the same recipe in the notebook (the good F is shipped);
-    # eval = scenes the demo's F is scored on
+    # eval = scenes the demo's F is scored on; per_style = held-out scenes per target style (section 7)
     "fusion_demo": {
         "fast": {"steps": 12, "batch_size": 8, "lr": 2e-3, "width": 8, "d_width": 8, "lambda_rec": 20.0,
-                 "lambda_adv": 1.0, "eval": 36},
+                 "lambda_adv": 0.5, "eval": 36, "per_style": 24},
         "full": {"steps": 1600, "batch_size": 16, "lr": 2e-3, "width": 24, "d_width": 16, "lambda_rec": 20.0,
-                 "lambda_adv": 1.0, "eval": 480},
+                 "lambda_adv": 0.5, "eval": 480, "per_style": 100},
     },
     # chapter 5's baselines (spokenstyle.stylization): Gram (Gatys) and AdaIN optimisation steps,
     # n = pictures restyled per pair, width = RandomFeatures channels; eval = scenes that score
@@ -508,6 +508,19 @@ class Runtime:
     def budget(self, name: str) -> dict[str, Any]:
         """The sizes and steps of experiment ``name`` in this runtime's profile."""
         return budget(name, self.profile)
+
+    def run_dir(self, name: str, budget_name: str | None = None) -> Path:
+        """The folder where experiment ``name`` keeps its resumable checkpoints:
+        ``cache_dir()/runs/NAME-PROFILE-seedSEED-HASH``, HASH a digest of the budget it runs with
+        (``budget_name``, default ``name``), so a killed run resumes, while a run whose budget was
+        changed (more steps, another learning rate, another loss weight) starts afresh instead of
+        continuing someone else's weights."""
+        import hashlib
+        import json
+
+        spec = json.dumps(self.budget(budget_name or name), sort_keys=True, default=str)
+        digest = hashlib.sha256(spec.encode()).hexdigest()[:10]
+        return cache_dir() / "runs" / f"{name}-{self.profile}-seed{self.seed}-{digest}"
 
     @property
     def full(self) -> bool:

@@ -76,25 +76,74 @@ def test_bad_arguments(small):
         small.F(torch.zeros(2, 3), fu.tokenize(SENTENCES), torch.rand(2, 3, 64, 64))
 
 
+@pytest.mark.parametrize("field, value", [("field_frequencies", -1), ("field_frequencies", 11),
+                                          ("field_frequencies", True), ("field_layers", 0), ("field_hidden", 0)])
+def test_bad_shape_field_config_is_refused(field, value):
+    with pytest.raises(ValueError, match=field):
+        fu.FusionConfig(**{field: value})
+
+
+def test_shape_field_sees_its_offsets_through_fourier_features():
+    """sin/cos of π/2 · 2^j · offset (Tancik et al. 2020); 0 frequencies = the raw offsets."""
+    field = fu.ShapeField(fu.FusionConfig(field_frequencies=3))
+    local = torch.tensor([[0.5, -1.0], [0.0, 0.25]])
+    enc = field.encode_offsets(local)
+    assert enc.shape == (2, 12) and field.coord.in_features == 12
+    j = torch.arange(3.0)
+    expected_x0 = torch.sin(torch.pi / 2 * 2 ** j * 0.5)  # point 0, x, every frequency
+    assert torch.allclose(enc[0, :3], expected_x0, atol=1e-6)  # layout: sin (x, y), then cos (x, y)
+    assert torch.allclose(enc[1, 6:], torch.cos(torch.pi / 2 * torch.cat([2 ** j * 0.0, 2 ** j * 0.25])),
+                          atol=1e-6)
+    raw = fu.ShapeField(fu.FusionConfig(field_frequencies=0, field_layers=1))
+    assert torch.equal(raw.encode_offsets(local), local) and len(raw.hidden) == 0
+    occ, feats = raw(torch.rand(2, 6, 12).softmax(-1), torch.zeros(2, 6, 2), 64)
+    assert occ.shape == (2, 6, 64, 64) and feats.shape == (2, 6, 8, 64, 64) and 0 <= occ.min() and occ.max() <= 1
+
+
 def test_projection_discriminator_by_hand(small):
     """D(x, y, t) = ψ(φ(x)) + ⟨e_y, φ(x)⟩ + ⟨W t + b, φ(x)⟩ (Miyato & Koyama 2018, eq. 3)."""
-    D = small.D.eval()  # eval: spectral norm uses its stored estimate, so weights are fixed
-    x = torch.rand(3, 3, 64, 64)
+    D = small.D
+    x = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     y = torch.tensor([0, 3, 5])
     tokens = fu.tokenize(SENTENCES + ["hey, a tiny orange cross lol"])
     with torch.no_grad():
+        for _ in range(20):  # spectral norm's power iteration runs in training mode: let its estimate settle
+            D.train()(x, y, tokens)
+        D.eval()  # eval: spectral norm uses its stored estimate, so the weights are fixed
         scores = D(x, y, tokens)
         phi = D.features(x)  # (3, 8w)
         t = D.text_code(tokens)  # (3, 2·text_dim)
         psi = phi @ D.psi.weight[0] + D.psi.bias[0]
         style_term = (D.style_embed.weight[y] * phi).sum(1)
         text_term = ((t @ D.text_proj.weight.T + D.text_proj.bias) * phi).sum(1)
-        assert torch.allclose(scores, psi + style_term + text_term, atol=1e-4)
+        assert torch.allclose(scores, psi + style_term + text_term, rtol=1e-5, atol=1e-4)
         # changing only the style label changes the score by exactly ⟨e_y' − e_y, φ⟩
         y2 = (y + 1) % 6
         diff = D(x, y2, tokens) - scores
-        assert torch.allclose(diff, ((D.style_embed.weight[y2] - D.style_embed.weight[y]) * phi).sum(1), atol=1e-4)
+        assert torch.allclose(diff, ((D.style_embed.weight[y2] - D.style_embed.weight[y]) * phi).sum(1), rtol=1e-5,
+                              atol=1e-4)
+        # the auxiliary style classifier is the same style term, for every style at once
+        logits = D.style_logits(phi)
+        assert logits.shape == (3, 6)
+        assert torch.allclose(logits[torch.arange(3), y], style_term, rtol=1e-5, atol=1e-4)
     assert scores.shape == (3,)
+
+
+def test_outlines_are_a_band_along_each_objects_edge():
+    alpha = torch.zeros(1, 2, 16, 16)
+    alpha[0, 0, 4:12, 4:12] = 1  # an 8 x 8 square
+    edge = fu.outlines(alpha)
+    assert edge.shape == alpha.shape and torch.equal(edge[0, 1], torch.zeros(16, 16))  # nothing drawn, no outline
+    band = edge[0, 0] > 0
+    assert band[3:13, 3:13].sum() == band.sum()  # only within a pixel of the square
+    assert not band[5:11, 5:11].any() and band[4, 4:12].all() and band[3, 4:12].all()  # inside and outside edge
+    # an outline channel is part of F's object map only when the config asks for it
+    for flag in (True, False):
+        F = fu.FusionGenerator(fu.FusionConfig(g_width=8, outlines=flag))
+        obj, _ = F.objects(torch.randn(1, 6, 13), torch.zeros(1, 6, 2))
+        assert obj.shape[1] == F.config.field_features + 4 + (4 if flag else 0)
+    with pytest.raises(ValueError, match="outlines must be True or False"):
+        fu.FusionConfig(outlines=1)
 
 
 def test_colour_positions_put_each_object_at_its_colour():
@@ -129,8 +178,17 @@ def test_training_step_and_batches():
     torch.manual_seed(0)
     model = fu.FusionGAN(fu.FusionConfig(g_width=8, d_width=8))
     history = fu.train_fusion(model, fu.fusion_batches(4), steps=2, device="cpu")
-    for key in ("loss_D", "loss_G_adv", "l1", "slot_ce", "layout", "kl"):
+    for key in ("loss_D", "loss_G_adv", "l1", "slot_ce", "layout", "kl", "cls_real", "cls_fake"):
         assert len(history[key]) == 2 and all(v == v for v in history[key])
+    # the auxiliary style loss enters D's loss only when asked for (the first step's D loss is
+    # computed before any update, from the same seed, so the difference is exactly lambda * cls_real)
+    runs = {}
+    for lam in (0.0, 2.0):
+        torch.manual_seed(0)
+        runs[lam] = fu.train_fusion(fu.FusionGAN(fu.FusionConfig(g_width=8, d_width=8)), fu.fusion_batches(4),
+                                    steps=1, device="cpu", step_kwargs={"lambda_cls": lam})
+    gap = runs[2.0]["loss_D"][0] - runs[0.0]["loss_D"][0]
+    assert gap == pytest.approx(2.0 * runs[0.0]["cls_real"][0], rel=1e-4, abs=1e-5)
 
 
 def test_recipe_trains_saves_and_reloads(tmp_path, monkeypatch):

@@ -125,3 +125,15 @@ def test_data_dir_finds_the_checkout_and_honours_the_override(tmp_path, monkeypa
     assert (runtime.data_dir() / "checkpoints").is_dir()
     monkeypatch.setenv("SPOKENSTYLE_DATA", str(tmp_path))
     assert runtime.data_dir() == tmp_path
+
+
+def test_run_dir_changes_with_the_budget(tmp_path, monkeypatch):
+    # a changed budget must not resume another run's checkpoints; the same budget must
+    monkeypatch.setenv("SPOKENSTYLE_CACHE", str(tmp_path))
+    rt = runtime.setup(seed=0, device="cpu", profile="fast")
+    first = rt.run_dir("fusion")
+    assert first == rt.run_dir("fusion") and first.parent == tmp_path / "runs"
+    assert first.name.startswith("fusion-fast-seed0-")
+    assert runtime.setup(seed=1, device="cpu", profile="fast").run_dir("fusion") != first
+    monkeypatch.setitem(runtime.BUDGETS["fusion"], "fast", {**runtime.BUDGETS["fusion"]["fast"], "steps": 4})
+    assert rt.run_dir("fusion") != first

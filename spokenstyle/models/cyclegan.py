@@ -634,7 +634,7 @@ def train_pair(out_dir: str | Path, style_a: str, style_b: str, *, runtime, name
     b = runtime.budget(name)
     torch.manual_seed(runtime.seed)
     model = cyclegan(config=config_from_budget(b))
-    run_dir = _runtime.cache_dir() / "runs" / f"{name}-{runtime.profile}-seed{runtime.seed}"
+    run_dir = runtime.run_dir(name)
     ema = GeneratorEMA(model, b["ema"]) if b.get("ema") else None
     t0 = time.perf_counter()
     history = train_cyclegan(model, unpaired_batches(b["batch_size"], style_a, style_b, b["resolution"],
@@ -702,7 +702,7 @@ def train_photo(out_dir: str | Path, *, runtime) -> dict[str, Any]:
     b = runtime.budget("cyclegan_photo")
     torch.manual_seed(runtime.seed)
     model = cyclegan(config=config_from_budget(b))
-    run_dir = _runtime.cache_dir() / "runs" / f"cyclegan_photo-{runtime.profile}-seed{runtime.seed}"
+    run_dir = runtime.run_dir("cyclegan_photo")
     ema = GeneratorEMA(model, b["ema"]) if b.get("ema") else None
     t0 = time.perf_counter()
     history = train_cyclegan(model, photo_batches(b["batch_size"], size=b["resolution"], filter=b["filter"],

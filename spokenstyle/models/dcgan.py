@@ -435,7 +435,7 @@ def train(out_dir: str | Path, *, runtime) -> dict[str, Any]:
     images, _, _ = feat.real_renders(b["pool"], split="train", style=style, size=b["resolution"])
     config = DCGANConfig(resolution=b["resolution"], g_width=b["width"], d_width=b["width"])
     model = dcgan(config=config)
-    run_dir = _runtime.cache_dir() / "runs" / f"dcgan-{runtime.profile}-seed{runtime.seed}"
+    run_dir = runtime.run_dir("dcgan", "dcgan_all_styles")
     extractor = feat.feature_extractor(weights="features").to(runtime.device)
     reference = feat.extract_features(extractor, feat.real_renders(b["eval"], split="a", style=style,
                                                                    size=b["resolution"])[0].to(runtime.device))

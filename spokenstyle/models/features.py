@@ -361,7 +361,7 @@ def train(out_dir: str | Path, *, runtime) -> dict[str, float]:
     targets = scene_targets(scenes, styles)
     net = feature_extractor()
     # an interrupted run resumes from here; a finished one deletes it
-    run_dir = _runtime.cache_dir() / "runs" / f"features-{runtime.profile}-seed{runtime.seed}"
+    run_dir = runtime.run_dir("features")
     opt = torch.optim.AdamW(net.parameters(), lr=b["lr"], weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=b["lr"], total_steps=b["steps"], pct_start=0.15)
 

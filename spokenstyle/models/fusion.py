@@ -8,10 +8,10 @@ F draws the *content of a sentence* in the *style of a target picture*::
   embeddings → bidirectional GRU) reads it in either register, formal or spoken; six learned
   *colour queries* attend over its states (one per ShapeScenes colour, like the scene judge's
   colour-query pooling, but over words) and give one content vector per colour: is there an
-  object of this colour, and which shape and size. An auxiliary head reads the six answers
-  (absent, or shape × size) out of them, trained on the scene's ground truth: the grounding signal
-  that makes CPU training feasible. A learned identity vector per colour is added to each content
-  vector (which colour a slot stands for is known from its index, not from the words).
+  object of this colour, and which shape and size. A head reads the six answers (absent, or
+  shape × size) out of them, trained on the scene's ground truth: the grounding signal that makes
+  CPU training feasible. Those answers, the *slot distributions*, are all that the drawing
+  sees of the words: a bottleneck that keeps the sentence's wording out of the shapes.
 * **Style.** A small convolutional style encoder reads the target picture (any scene in the
   target style) and pools channel means and standard deviations (the statistics AdaIN transfers,
   Huang & Belongie 2017) into a style code; every decoder block is modulated by it (AdaIN).
@@ -23,8 +23,10 @@ F draws the *content of a sentence* in the *style of a target picture*::
   average over all layouts); at test time ``z ~ N(0, I)`` and the layout decoder places the objects.
 * **Drawing.** A *shape field* (a spatial-broadcast decoder, Watters et al. 2019) paints each
   mentioned colour's object: a small MLP reads, at every point of a patch around the colour's
-  position, the offset from the centre and the content vector, and gives an occupancy in
-  [0, 1] and a few features; the patches are pasted into a 64 px object map (features,
+  position, the offset from the centre (as sine/cosine features, Tancik et al. 2020, so that
+  corners and points are as easy to learn as curves) and the colour's slot distribution (which
+  shape and size), and gives an occupancy in [0, 1] and a few features; the slot's probability
+  of being present gates it; the patches are pasted into a 64 px object map (features,
   coverage, and each object in its colour word's nominal RGB, the one piece of world knowledge F
   is given rather than made to learn). In training the occupancies are supervised with the true colour masks, which
   teaches shapes and sizes directly. AdaIN convolution blocks then *style* the object map
@@ -50,6 +52,9 @@ References:
     Zhang et al. 2017 (StackGAN), Xu et al. 2018 (AttnGAN): text-conditioned image GANs.
     Zhu et al. 2017, "Toward Multimodal Image-to-Image Translation" (BicycleGAN), https://arxiv.org/abs/1711.11586
     Watters et al. 2019, "Spatial Broadcast Decoder", https://arxiv.org/abs/1901.07017
+    Reddi et al. 2018, "On the Convergence of Adam and Beyond" (AMSGrad), https://arxiv.org/abs/1904.09237
+    Tancik et al. 2020, "Fourier Features Let Networks Learn High Frequency Functions in Low
+    Dimensional Domains", https://arxiv.org/abs/2006.10739
 
 Deviations, each for small CPU-trainable models: the content queries are tied to the six
 ShapeScenes colours (colours are distinct within a scene, so they name the objects); an L1
@@ -86,10 +91,12 @@ __all__ = [
     "load_judge",
     "fusion_batches",
     "fusion_step",
+    "mask_loss",
     "train_fusion",
     "colour_positions",
     "ShapeField",
     "spread_layout",
+    "outlines",
     "evaluate",
     "train",
 ]
@@ -116,21 +123,29 @@ class FusionConfig:
     n_styles: int = 6  # spokenstyle.data.styles.STYLES
     field_hidden: int = 32  # the shape field's hidden units (a per-pixel MLP, run once per colour)
     field_features: int = 8  # what the shape field paints inside an object, besides its occupancy
+    field_frequencies: int = 6  # sine/cosine frequencies of the shape field's offsets; 0 = raw offsets (soft blobs)
+    field_layers: int = 3  # hidden layers of the shape field's per-point MLP
     fourier: int = 4  # frequencies of the fixed sine/cosine texture channels at 32 and 64 px (periodic textures)
+    outlines: bool = True  # the object map also carries each object's outline, plain and in its colour
     min_gap: float = 0.6  # test-time layouts keep object centres this far apart (two large objects: 2 x 0.25 + a gap)
 
     def __post_init__(self) -> None:
         if self.resolution != 64:
             raise ValueError(f"resolution must be 64 (the decoder upsamples 16 -> 32 -> 64), got {self.resolution!r}")
         for name in ("vocab_size", "max_tokens", "text_dim", "content_dim", "style_dim", "latent_dim", "g_width",
-                     "d_width", "n_styles", "fourier"):
+                     "d_width", "n_styles", "fourier", "field_hidden", "field_features", "field_layers"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
         if self.max_tokens < 2:
             raise ValueError(f"max_tokens must be at least 2 (<bos> and <eos>), got {self.max_tokens}")
+        if isinstance(self.field_frequencies, bool) or not isinstance(self.field_frequencies, int) \
+                or not 0 <= self.field_frequencies <= 10:
+            raise ValueError(f"field_frequencies must be an int in [0, 10] (0: raw offsets), got {self.field_frequencies!r}")
         if not self.min_gap > 0:
             raise ValueError(f"min_gap must be positive, got {self.min_gap!r}")
+        if not isinstance(self.outlines, bool):
+            raise ValueError(f"outlines must be True or False, got {self.outlines!r}")
 
 
 # -- blocks ------------------------------------------------------------------------------------
@@ -150,8 +165,6 @@ class TextEncoder(nn.Module):
         self.content = nn.Sequential(nn.Linear(h, c.content_dim), nn.ReLU(inplace=True),
                                      nn.Linear(c.content_dim, c.content_dim))
         self.slot_head = nn.Linear(c.content_dim, N_SLOT_CLASSES)
-        # which colour a content vector belongs to is known from its index: a learned identity per colour
-        self.colour_identity = nn.Parameter(0.5 * torch.randn(N_COLOURS, c.content_dim))
 
     def forward(self, tokens: torch.Tensor):
         mask = tokens != 0  # (B, T) real tokens
@@ -163,7 +176,7 @@ class TextEncoder(nn.Module):
         pooled = torch.einsum("bkt,bth->bkh", attn, states)  # (B, 6, h)
         content = self.content(pooled)  # (B, 6, content_dim): what the sentence says about colour k
         slot_logits = self.slot_head(content)  # (B, 6, 13)
-        return sentence, content + self.colour_identity, slot_logits
+        return sentence, content, slot_logits
 
 
 class StyleEncoder(nn.Module):
@@ -225,41 +238,76 @@ def fourier_features(size: int, n: int, device: torch.device) -> torch.Tensor:
 
 
 class ShapeField(nn.Module):
-    """Per colour: (offset from the colour's centre, content vector) → occupancy and features on a
+    """Per colour: (offset from the colour's centre, what to draw) → occupancy and features on a
     small patch around the centre, pasted into the canvas. A spatial-broadcast decoder (Watters
-    et al. 2019): the content vector is the same at every point of the patch, the offset tells
+    et al. 2019): what to draw (a distribution over the 12 shape × size classes) is the same at
+    every point of the patch, the offset tells
     the MLP where the point is relative to the object, and the MLP learns which offsets lie
     inside a small star or a large square. Working on a patch (an object is at most 0.25 canvas
-    units in radius) instead of the whole canvas makes it ten times cheaper."""
+    units in radius) instead of the whole canvas makes it ten times cheaper.
+
+    The offset enters through sines and cosines at ``field_frequencies`` octaves (Fourier
+    features, Tancik et al. 2020), not as two raw numbers: an MLP of raw coordinates is biased
+    towards smooth functions and draws every shape as a soft blob for thousands of steps (the
+    first shipped F, with raw offsets, drew stars and crosses the judge could not tell apart).
+    ``field_frequencies=0`` restores the raw offsets, for that comparison."""
 
     extent = 0.32  # half-width of the patch in canvas units: a large object's radius plus a margin
     patch = 20  # points per side: about one per canvas pixel at 64 px
 
     def __init__(self, config: FusionConfig) -> None:
         super().__init__()
-        h = config.field_hidden
-        self.coord = nn.Linear(2, h)
-        self.cond = nn.Linear(config.content_dim, h)
-        self.mid = nn.Linear(h, h)
+        h, k = config.field_hidden, config.field_frequencies
+        self.frequencies = k
+        self.coord = nn.Linear(4 * k if k else 2, h)
+        self.cond = nn.Linear(N_SLOT_CLASSES - 1, h)  # what to draw: a distribution over (shape, size)
+        self.hidden = nn.ModuleList([nn.Linear(h, h) for _ in range(config.field_layers - 1)])
         self.out = nn.Linear(h, 1 + config.field_features)
 
-    def forward(self, content: torch.Tensor, positions: torch.Tensor, size: int):
-        """(B, 6, C), (B, 6, 2) → occupancy (B, 6, size, size) in [0, 1] and features (B, 6, f, size, size)."""
-        B, K, _ = content.shape
+    def encode_offsets(self, local: torch.Tensor) -> torch.Tensor:
+        """(P, 2) offsets in large-object radii → (P, 4k) sin and cos of π/2 · 2^j · offset,
+        j = 0 … k − 1 (periods from 4 radii down to a pixel or two), or the raw (P, 2) when k = 0."""
+        if not self.frequencies:
+            return local
+        freqs = (math.pi / 2) * 2.0 ** torch.arange(self.frequencies, device=local.device, dtype=local.dtype)
+        angles = (local[:, :, None] * freqs).flatten(1)  # (P, 2k)
+        return torch.cat([angles.sin(), angles.cos()], 1)
+
+    def forward(self, what: torch.Tensor, positions: torch.Tensor, size: int):
+        """(B, 6, 12) what to draw per colour (a distribution over shape × size), (B, 6, 2) centres →
+        occupancy (B, 6, size, size) in [0, 1] and features (B, 6, f, size, size)."""
+        B, K, _ = what.shape
         n = self.patch
-        t = (torch.arange(n, device=content.device, dtype=torch.float32) + 0.5) / n * 2 - 1  # patch coords in [-1, 1]
+        t = (torch.arange(n, device=what.device, dtype=torch.float32) + 0.5) / n * 2 - 1  # patch coords in [-1, 1]
         y, x = torch.meshgrid(t, t, indexing="ij")
         local = torch.stack([x.flatten(), y.flatten()], -1) * (self.extent / 0.25)  # (n², 2) in large radii
-        h = Fn.relu(self.coord(local)[None, None] + self.cond(content)[:, :, None])  # (B, 6, n², h)
-        out = self.out(Fn.relu(self.mid(h)))  # (B, 6, n², 1 + f)
+        h = Fn.relu(self.coord(self.encode_offsets(local))[None, None] + self.cond(what)[:, :, None])  # (B, 6, n², h)
+        for layer in self.hidden:
+            h = Fn.relu(layer(h))
+        out = self.out(h)  # (B, 6, n², 1 + f)
         patch = torch.cat([torch.sigmoid(out[..., :1]), out[..., 1:]], -1)  # occupancy in [0, 1], features
         patch = patch.transpose(2, 3).reshape(B * K, -1, n, n)  # (B·6, 1 + f, n, n)
         # paste: canvas point g samples the patch at (g - centre) / extent (zero outside the patch)
-        grid = (_grid(size, content.device)[None] - positions.reshape(B * K, 1, 2)) / self.extent  # (B·6, P, 2)
+        grid = (_grid(size, what.device)[None] - positions.reshape(B * K, 1, 2)) / self.extent  # (B·6, P, 2)
         pasted = Fn.grid_sample(patch, grid.view(B * K, size, size, 2), mode="bilinear", padding_mode="zeros",
                                 align_corners=False)  # (B·6, 1 + f, size, size)
         pasted = pasted.view(B, K, -1, size, size)
         return pasted[:, :, 0], pasted[:, :, 1:]
+
+
+def outlines(alpha: torch.Tensor) -> torch.Tensor:
+    """Each object's outline: (B, K, H, W) coverage in [0, 1] → (B, K, H, W), its morphological
+    gradient (3 × 3 dilation minus 3 × 3 erosion), a band about two pixels wide along the edge.
+
+    Three of the six styles draw outlines (sketch pencil lines, comic ink, neon tubes, where the
+    outline *is* the object). A 3 × 3 convolution can find an edge, but F has a single block at
+    64 px and its 32 px blocks see the map average-pooled; in a CPU run of the full recipe
+    without this channel, the judge read only about 40 % of the objects in F's neon pictures
+    right (77 % over all six styles)."""
+    flat = alpha.flatten(0, 1)[:, None]  # (B·K, 1, H, W)
+    dilated = Fn.max_pool2d(flat, 3, stride=1, padding=1)
+    eroded = -Fn.max_pool2d(-flat, 3, stride=1, padding=1)
+    return (dilated - eroded).view_as(alpha)
 
 
 def spread_layout(positions: torch.Tensor, present: torch.Tensor, *, min_gap: float = 0.6,
@@ -287,8 +335,8 @@ def spread_layout(positions: torch.Tensor, present: torch.Tensor, *, min_gap: fl
 class FusionGenerator(nn.Module):
     """F: (z (B, latent_dim), tokens (B, T), style images (B, 3, 64, 64) in [0, 1]) → (B, 3, 64, 64) in [0, 1].
 
-    Layout: text → six content vectors; z + sentence → six positions; the shape field paints
-    each mentioned colour's object at 64 px (occupancy + features) → an object map; average-pooled
+    Layout: text → six slot distributions; z + sentence → six positions; the shape field paints
+    each mentioned colour's object at 64 px → an object map (features, coverage, colour, outlines); average-pooled
     to 32 px → 2 AdaIN blocks (w) → ×2, concatenated with the 64 px object map → 1 AdaIN block
     (12) → 3 × 3 convolution → sigmoid. Fixed sine/cosine texture channels join at 32 and 64 px.
     """
@@ -315,7 +363,7 @@ class FusionGenerator(nn.Module):
         # is given rather than made to learn from a few thousand examples; styles restyle it
         self.register_buffer("palette", torch.tensor(COLOUR_RGB, dtype=torch.float32), persistent=False)  # (6, 3)
         q = 4 * c.fourier  # texture channels
-        o = c.field_features + 1 + 3  # object map: features + coverage + nominal RGB
+        o = c.field_features + 1 + 3 + (4 if c.outlines else 0)  # object map: features, coverage, RGB (+ outline, its RGB)
         self.b32 = nn.ModuleList([AdaINBlock(o + q, w, s), AdaINBlock(w, w, s)])
         self.b64 = AdaINBlock(w + o + q, 12, s)  # one block at 64 px: the costliest resolution on a CPU
         self.to_rgb = nn.Conv2d(12, 3, 3, padding=1)
@@ -336,22 +384,33 @@ class FusionGenerator(nn.Module):
         present = slot_logits.argmax(-1) > 0  # (B, 6)
         return spread_layout(self.decode_layout(z, sentence), present, min_gap=self.config.min_gap)
 
-    def objects(self, content: torch.Tensor, slot_logits: torch.Tensor, positions: torch.Tensor):
+    def objects(self, slot_logits: torch.Tensor, positions: torch.Tensor):
         """The object map at 64 px: (B, f + 4, 64, 64) (painted features, coverage, nominal RGB) and the
-        per-colour occupancy (B, 6, 64, 64) in [0, 1] (supervised with the true colour masks in training)."""
+        per-colour occupancy (B, 6, 64, 64) in [0, 1] (supervised with the true colour masks in training).
+
+        The shape field draws what the sentence encoder *read*: per colour, its distribution over
+        the 12 (shape, size) classes, and the probability that the colour is there at all gates the
+        drawing. That bottleneck is deliberate: a free content vector also carries how the sentence
+        was worded, and a shape field conditioned on it had to learn each shape once per wording."""
         r = self.config.resolution
-        gate = 1 - slot_logits.softmax(-1)[..., 0]  # (B, 6): probability that this colour is in the sentence
-        occ, feats = self.field(content, positions, r)  # (B, 6, r, r), (B, 6, f, r, r)
+        probs = slot_logits.softmax(-1)  # (B, 6, 13)
+        gate = 1 - probs[..., 0]  # (B, 6): probability that this colour is in the sentence
+        what = slot_logits[..., 1:].softmax(-1)  # (B, 6, 12): which shape and size, if it is there
+        occ, feats = self.field(what, positions, r)  # (B, 6, r, r), (B, 6, f, r, r)
         alpha = occ * gate[:, :, None, None]  # (B, 6, r, r)
         painted = (alpha[:, :, None] * feats).sum(1)  # (B, f, r, r)
         cover = alpha.sum(1, keepdim=True).clamp(max=1)  # (B, 1, r, r)
         rgb = torch.einsum("bkhw,kc->bchw", alpha, self.palette)  # (B, 3, r, r): each object in its colour's RGB
-        return torch.cat([painted, cover, rgb], 1), occ
+        parts = [painted, cover, rgb]
+        if self.config.outlines:
+            edge = outlines(alpha)  # (B, 6, r, r)
+            parts += [edge.sum(1, keepdim=True).clamp(max=1), torch.einsum("bkhw,kc->bchw", edge, self.palette)]
+        return torch.cat(parts, 1), occ
 
-    def draw(self, content: torch.Tensor, slot_logits: torch.Tensor, positions: torch.Tensor,
-             style: torch.Tensor, *, return_occupancy: bool = False):
-        """Content (B, 6, C), slot logits (B, 6, 13), positions (B, 6, 2), style code → (B, 3, 64, 64) in [0, 1]."""
-        obj, occ = self.objects(content, slot_logits, positions)  # (B, f + 1, 64, 64)
+    def draw(self, slot_logits: torch.Tensor, positions: torch.Tensor, style: torch.Tensor, *,
+             return_occupancy: bool = False):
+        """Slot logits (B, 6, 13), positions (B, 6, 2), style code (B, style_dim) → (B, 3, 64, 64) in [0, 1]."""
+        obj, occ = self.objects(slot_logits, positions)  # (B, f + 4, 64, 64)
         B, q = obj.shape[0], self.config.fourier
         tex32 = fourier_features(32, q, obj.device).expand(B, -1, -1, -1)  # (B, 4q, 32, 32)
         x = torch.cat([Fn.avg_pool2d(obj, 2), tex32], 1)
@@ -391,7 +450,7 @@ class FusionGenerator(nn.Module):
         if positions is None:
             positions = self.sample_layout(z, sentence, slot_logits)
         style = self.style(style_images)
-        image, occ = self.draw(content, slot_logits, positions, style, return_occupancy=True)
+        image, occ = self.draw(slot_logits, positions, style, return_occupancy=True)
         if return_aux:
             return image, {"slot_logits": slot_logits, "sentence": sentence, "positions": positions, "style": style,
                            "occupancy": occ}
@@ -442,6 +501,12 @@ class FusionDiscriminator(nn.Module):
         """The score from features φ (B, 8w): ψ(φ) + ⟨embed(style), φ⟩ + ⟨W t, φ⟩ → (B,)."""
         return (self.psi(phi)[:, 0] + (self.style_embed(styles) * phi).sum(1)
                 + (self.text_proj(self.text_code(tokens)) * phi).sum(1))
+
+    def style_logits(self, phi: torch.Tensor) -> torch.Tensor:
+        """Features φ (B, 8w) → (B, n_styles): ⟨embed(k), φ⟩ for every style k, the projection's
+        style term read as a classifier (the auxiliary style loss of :func:`fusion_step`)."""
+        every = self.style_embed(torch.arange(self.config.n_styles, device=phi.device))  # (n_styles, 8w)
+        return phi @ every.T
 
     def forward(self, images: torch.Tensor, styles: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         r = self.config.resolution
@@ -630,16 +695,32 @@ def fusion_batches(batch_size: int, *, split: str = "train", seed: int = 0, regi
 
 # -- training ----------------------------------------------------------------------------------
 
+def mask_loss(occupancy: torch.Tensor, masks: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
+    """The shape field's loss: binary cross-entropy of each colour's occupancy (B, 6, H, W) in
+    [0, 1] against the true colour masks (B, H, W) (0 = background, 1 + colour id inside an
+    object; :func:`spokenstyle.data.styles.colour_masks`), averaged over the colours present
+    (``slots`` (B, 6) > 0). Object pixels weigh 10×: most of a 64 px canvas is background."""
+    target = Fn.one_hot(masks, N_COLOURS + 1)[..., 1:].permute(0, 3, 1, 2).float()  # (B, 6, H, W)
+    occ = occupancy.clamp(1e-4, 1 - 1e-4)
+    bce = (Fn.binary_cross_entropy(occ, target, reduction="none") * (1 + 9 * target)).flatten(2).mean(-1)  # (B, 6)
+    present = (slots > 0).float()
+    return (bce * present).sum() / present.sum().clamp(min=1)
+
+
 def fusion_step(t, batch: dict[str, torch.Tensor], step: int, *, lambda_rec: float = 20.0, lambda_adv: float = 1.0,
                 lambda_slot: float = 1.0, lambda_mask: float = 5.0, lambda_layout: float = 10.0,
-                beta_kl: float = 0.05) -> dict[str, torch.Tensor]:
+                beta_kl: float = 0.05, lambda_cls: float = 0.0) -> dict[str, torch.Tensor]:
     """One step for :class:`spokenstyle.train.Trainer` (modules ``"F"``, ``"D"``).
 
     update_D: hinge loss; real = the ground truth with its own sentence, fake = F's picture
     (detached) and the ground truth with another scene's sentence (matching-aware, weighted ½
     each). update_G: L1 to the ground truth + the hinge generator loss + the text encoder's slot
     cross-entropy + the shape field's occupancy against the true colour masks + the layout cVAE
-    (position error of present colours + β·KL).
+    (position error of present colours + β·KL). With ``lambda_cls`` > 0, D's style embedding is
+    also trained as a classifier of the real pictures' styles and F is asked to be classified in
+    the target style (an auxiliary-classifier loss, Odena et al. 2017, on the projection's own
+    embedding: no extra weights). L1 alone pulls random textures (watercolour blotches, pencil
+    hatching) to their blurred mean; this is a direct pull towards the style's texture.
     """
     F, D = t.modules["F"], t.modules["D"]
     x, ref, y, tokens = batch["image"], batch["style_ref"], batch["style"], batch["tokens"]
@@ -654,27 +735,27 @@ def fusion_step(t, batch: dict[str, torch.Tensor], step: int, *, lambda_rec: flo
         d_fake = D(fake.detach(), y, tokens)
         d_wrong = D.project(phi_real, y, wrong)
         loss_d = Fn.relu(1 - d_real).mean() + 0.5 * (Fn.relu(1 + d_fake).mean() + Fn.relu(1 + d_wrong).mean())
+        cls_real = Fn.cross_entropy(D.style_logits(phi_real), y)
+        if lambda_cls > 0:
+            loss_d = loss_d + lambda_cls * cls_real
     t.optimize("D", loss_d)
     with t.autocast():
-        adv = -D(fake, y, tokens).mean()
+        phi_fake = D.features(fake)
+        adv = -D.project(phi_fake, y, tokens).mean()
+        cls_fake = Fn.cross_entropy(D.style_logits(phi_fake), y)
         rec = (fake - x).abs().mean()
         slot = Fn.cross_entropy(aux["slot_logits"].flatten(0, 1), slots.flatten())
-        # the shape field against the true colour masks: pixel p is inside colour k's object
-        target = Fn.one_hot(batch["masks"], N_COLOURS + 1)[..., 1:].permute(0, 3, 1, 2).float()  # (B, 6, H, W)
-        occ = aux["occupancy"].clamp(1e-4, 1 - 1e-4)  # (B, 6, H, W) probabilities
-        # object pixels weigh 10x: most of a 64 px canvas is background
-        bce = (Fn.binary_cross_entropy(occ, target, reduction="none") * (1 + 9 * target)).flatten(2).mean(-1)  # (B, 6)
-        mask = (bce * present).sum() / present.sum().clamp(min=1)
+        mask = mask_loss(aux["occupancy"], batch["masks"], slots)
         mu, logvar = F.encode_layout(pos, aux["sentence"])
         zq = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
         pred = F.decode_layout(zq, aux["sentence"])
         layout = ((pred - pos).square().sum(-1) * present).sum() / present.sum().clamp(min=1)
         kl = 0.5 * (mu.square() + logvar.exp() - 1 - logvar).sum(1).mean()
         loss_g = (lambda_rec * rec + lambda_adv * adv + lambda_slot * slot + lambda_mask * mask
-                  + lambda_layout * layout + beta_kl * kl)
+                  + lambda_layout * layout + beta_kl * kl + lambda_cls * cls_fake)
     t.optimize("F", loss_g)
     return {"loss_D": loss_d, "loss_G_adv": adv, "l1": rec, "slot_ce": slot, "mask_bce": mask, "layout": layout,
-            "kl": kl}
+            "kl": kl, "cls_real": cls_real, "cls_fake": cls_fake}
 
 
 @torch.no_grad()
@@ -752,7 +833,8 @@ def train_fusion(model: FusionGAN, batches, *, steps: int, lr: float = 1e-3, dev
                  checkpoint_dir: str | Path | None = None, log_every: int = 1, callback_every: int = 0,
                  step_kwargs: dict[str, float] | None = None, desc: str = "fusion"):
     """Trains ``model`` (F and D, in place) with :func:`fusion_step` and Adam (β = (0.5, 0.999),
-    the GAN setting of Radford et al. 2016; D at the same rate, SNGAN-style), the rate decaying
+    the GAN setting of Radford et al. 2016, with AMSGrad's running maximum of the second moment;
+    D at the same rate, SNGAN-style), the rate decaying
     linearly to zero over the last quarter of the steps; returns the History."""
     from ..train import Trainer, TrainConfig
 
@@ -761,8 +843,14 @@ def train_fusion(model: FusionGAN, batches, *, steps: int, lr: float = 1e-3, dev
     def step_fn(t, batch, step):
         return fusion_step(t, batch, step, **kwargs)
 
-    opts = {"F": torch.optim.Adam(model.F.parameters(), lr=lr, betas=(0.5, 0.999)),
-            "D": torch.optim.Adam(model.D.parameters(), lr=lr, betas=(0.5, 0.999))}
+    # AMSGrad (Reddi et al. 2018): Adam's step is m / sqrt(v), and with β1 = 0.5 a parameter whose
+    # gradient has been near zero for a thousand steps (the sentence encoder, once its slots are
+    # right) has a tiny v, and one sudden gradient then moves it ~16 learning rates at once. In CPU
+    # runs without it, F's slot cross-entropy jumped from 0.000 to about 1 within fifty steps (after
+    # 600 to 2,000 steps), L1 and the mask loss with it, and the pictures did not recover before the
+    # end. AMSGrad divides by the largest v seen so far, which rules that jump out.
+    opts = {"F": torch.optim.Adam(model.F.parameters(), lr=lr, betas=(0.5, 0.999), amsgrad=True),
+            "D": torch.optim.Adam(model.D.parameters(), lr=lr, betas=(0.5, 0.999), amsgrad=True)}
     # constant rate, then linear decay to zero over the last quarter: the last steps refine, not move
     decay = lambda step: min(1.0, max(0.0, (steps - step) / max(1, steps // 4)))  # noqa: E731
     scheds = {name: torch.optim.lr_scheduler.LambdaLR(opt, decay) for name, opt in opts.items()}
@@ -791,10 +879,10 @@ def train(out_dir: str | Path, *, runtime) -> dict[str, Any]:
     config = FusionConfig(g_width=b["width"], d_width=b["d_width"])
     _runtime.seed_everything(runtime.seed)
     model = FusionGAN(config)
-    run_dir = _runtime.cache_dir() / "runs" / f"fusion-{runtime.profile}-seed{runtime.seed}"
+    run_dir = runtime.run_dir("fusion")
     history = train_fusion(model, fusion_batches(b["batch_size"], seed=runtime.seed), steps=b["steps"], lr=b["lr"],
                            device=runtime.device, checkpoint_dir=run_dir, log_every=10,
-                           step_kwargs={"lambda_adv": b["lambda_adv"], "lambda_rec": b["lambda_rec"]})
+                           step_kwargs={k: v for k, v in b.items() if k.startswith("lambda_")})
     train_seconds = time.perf_counter() - started
     # 2. the judge: trained on real renders only (never on F's pictures): the shipped one (chapter 5)
     #    if it exists, else the same recipe (budget "judge") run here and saved in out_dir/judge

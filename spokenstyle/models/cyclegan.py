@@ -627,7 +627,6 @@ def train_pair(out_dir: str | Path, style_a: str, style_b: str, *, runtime, name
     import time
 
     from .. import cli
-    from .. import runtime as _runtime
     from ..data import unpaired_batches
     from .judge import scene_judge
 
@@ -695,7 +694,6 @@ def train_photo(out_dir: str | Path, *, runtime) -> dict[str, Any]:
     import time
 
     from .. import cli
-    from .. import runtime as _runtime
     from ..data import photo_batches
     from ..stylization import evaluate_photo_translation
 

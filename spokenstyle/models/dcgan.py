@@ -427,7 +427,6 @@ def train(out_dir: str | Path, *, runtime) -> dict[str, Any]:
     import shutil
 
     from .. import cli, metrics
-    from .. import runtime as _runtime
     from . import features as feat
 
     b = runtime.budget("dcgan_all_styles")

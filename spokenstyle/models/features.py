@@ -353,7 +353,6 @@ def train(out_dir: str | Path, *, runtime) -> dict[str, float]:
     import shutil
 
     from .. import cli
-    from .. import runtime as _runtime
     from ..train import Trainer, TrainConfig
 
     b = runtime.budget("features")

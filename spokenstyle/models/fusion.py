@@ -248,8 +248,7 @@ class ShapeField(nn.Module):
 
     The offset enters through sines and cosines at ``field_frequencies`` octaves (Fourier
     features, Tancik et al. 2020), not as two raw numbers: an MLP of raw coordinates is biased
-    towards smooth functions and draws every shape as a soft blob for thousands of steps (the
-    first shipped F, with raw offsets, drew stars and crosses the judge could not tell apart).
+    towards smooth functions and draws every shape as a soft blob for thousands of steps.
     ``field_frequencies=0`` restores the raw offsets, for that comparison."""
 
     extent = 0.32  # half-width of the patch in canvas units: a large object's radius plus a margin
@@ -385,7 +384,8 @@ class FusionGenerator(nn.Module):
         return spread_layout(self.decode_layout(z, sentence), present, min_gap=self.config.min_gap)
 
     def objects(self, slot_logits: torch.Tensor, positions: torch.Tensor):
-        """The object map at 64 px: (B, f + 4, 64, 64) (painted features, coverage, nominal RGB) and the
+        """The object map at 64 px: (B, f + 4, 64, 64) (painted features, coverage, nominal RGB;
+        f + 8 with ``config.outlines``: the outline's coverage and RGB too) and the
         per-colour occupancy (B, 6, 64, 64) in [0, 1] (supervised with the true colour masks in training).
 
         The shape field draws what the sentence encoder *read*: per colour, its distribution over
@@ -410,7 +410,7 @@ class FusionGenerator(nn.Module):
     def draw(self, slot_logits: torch.Tensor, positions: torch.Tensor, style: torch.Tensor, *,
              return_occupancy: bool = False):
         """Slot logits (B, 6, 13), positions (B, 6, 2), style code (B, style_dim) → (B, 3, 64, 64) in [0, 1]."""
-        obj, occ = self.objects(slot_logits, positions)  # (B, f + 4, 64, 64)
+        obj, occ = self.objects(slot_logits, positions)  # (B, f + 4 or f + 8, 64, 64)
         B, q = obj.shape[0], self.config.fourier
         tex32 = fourier_features(32, q, obj.device).expand(B, -1, -1, -1)  # (B, 4q, 32, 32)
         x = torch.cat([Fn.avg_pool2d(obj, 2), tex32], 1)
@@ -735,9 +735,8 @@ def fusion_step(t, batch: dict[str, torch.Tensor], step: int, *, lambda_rec: flo
         d_fake = D(fake.detach(), y, tokens)
         d_wrong = D.project(phi_real, y, wrong)
         loss_d = Fn.relu(1 - d_real).mean() + 0.5 * (Fn.relu(1 + d_fake).mean() + Fn.relu(1 + d_wrong).mean())
-        cls_real = Fn.cross_entropy(D.style_logits(phi_real), y)
-        if lambda_cls > 0:
-            loss_d = loss_d + lambda_cls * cls_real
+        cls_real = Fn.cross_entropy(D.style_logits(phi_real), y)  # logged; a loss only with lambda_cls > 0
+        loss_d = loss_d + lambda_cls * cls_real
     t.optimize("D", loss_d)
     with t.autocast():
         phi_fake = D.features(fake)

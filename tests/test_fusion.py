@@ -191,6 +191,36 @@ def test_training_step_and_batches():
     assert gap == pytest.approx(2.0 * runs[0.0]["cls_real"][0], rel=1e-4, abs=1e-5)
 
 
+def test_mask_loss_weighting_and_calibration():
+    """pos_weight = 1 is torch's plain binary cross-entropy; w > 1 moves the loss's minimum at a
+    pixel that is inside with probability p from p to w·p / (w·p + 1 − p) (the dilation)."""
+    torch.manual_seed(0)
+    masks = torch.randint(0, 7, (2, 8, 8))
+    slots = torch.ones(2, 6, dtype=torch.int64)
+    occ = torch.rand(2, 6, 8, 8) * 0.98 + 0.01
+    target = torch.nn.functional.one_hot(masks, 7)[..., 1:].permute(0, 3, 1, 2).float()
+    plain = torch.nn.functional.binary_cross_entropy(occ, target)
+    assert float(fu.mask_loss(occ, masks, slots, pos_weight=1.0)) == pytest.approx(float(plain), rel=1e-5)
+    # one pixel of the red object, inside in 1 of 5 samples: the expected loss's minimiser over q
+    only_red = torch.tensor([[1, 0, 0, 0, 0, 0]])
+    q = torch.linspace(0.01, 0.99, 981)
+    occ_q = torch.zeros(981, 6, 1, 1)
+    occ_q[:, 0, 0, 0] = q
+    inside, outside = torch.ones(981, 1, 1, dtype=torch.int64), torch.zeros(981, 1, 1, dtype=torch.int64)
+    for w in (1.0, 10.0):
+        expected = [0.2 * fu.mask_loss(occ_q[i:i + 1], inside[i:i + 1], only_red, pos_weight=w)
+                    + 0.8 * fu.mask_loss(occ_q[i:i + 1], outside[i:i + 1], only_red, pos_weight=w) for i in range(981)]
+        best = float(q[int(torch.stack(expected).argmin())])
+        assert best == pytest.approx(w * 0.2 / (w * 0.2 + 0.8), abs=0.005)
+    with pytest.raises(ValueError, match="pos_weight must be positive"):
+        fu.mask_loss(occ, masks, slots, pos_weight=0.0)
+
+
+def test_step_kwargs_pass_the_loss_weights_only():
+    budget = {"steps": 3, "lr": 1e-3, "lambda_adv": 0.5, "lambda_rec": 20.0, "mask_pos_weight": 1.0, "eval": 12}
+    assert fu.step_kwargs(budget) == {"lambda_adv": 0.5, "lambda_rec": 20.0, "mask_pos_weight": 1.0}
+
+
 def test_recipe_trains_saves_and_reloads(tmp_path, monkeypatch):
     """`spokenstyle train fusion --profile fast`: F and D saved with the command and the judges'
     scores beside their ceiling (real renders) and floor (shuffled sentences); load_fusion reloads F."""

@@ -92,6 +92,7 @@ __all__ = [
     "fusion_batches",
     "fusion_step",
     "mask_loss",
+    "step_kwargs",
     "train_fusion",
     "colour_positions",
     "ShapeField",
@@ -695,21 +696,34 @@ def fusion_batches(batch_size: int, *, split: str = "train", seed: int = 0, regi
 
 # -- training ----------------------------------------------------------------------------------
 
-def mask_loss(occupancy: torch.Tensor, masks: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
+def mask_loss(occupancy: torch.Tensor, masks: torch.Tensor, slots: torch.Tensor, *,
+              pos_weight: float = 10.0) -> torch.Tensor:
     """The shape field's loss: binary cross-entropy of each colour's occupancy (B, 6, H, W) in
     [0, 1] against the true colour masks (B, H, W) (0 = background, 1 + colour id inside an
     object; :func:`spokenstyle.data.styles.colour_masks`), averaged over the colours present
-    (``slots`` (B, 6) > 0). Object pixels weigh 10×: most of a 64 px canvas is background."""
+    (``slots`` (B, 6) > 0). Object pixels weigh ``pos_weight`` times a background pixel.
+
+    A weight w > 1 makes the field's best answer at an edge pixel that is inside with
+    probability p not p but w·p / (w·p + 1 − p): with w = 10 a pixel inside one time in five is
+    drawn at 0.71, and every object comes out dilated (in a CPU run of the full recipe, the area
+    above 0.5 was 1.26× the true area, which rounds the points of stars and crosses). w = 1 is
+    the plain, calibrated cross-entropy: in a CPU run of the same recipe with w = 1 the area
+    ratio was 0.97 and the IoU at 0.5 rose from 0.80 to 0.91, yet the judge read fewer of F's
+    objects (74.9 % against 80.9 %; neon 48 % against 64 %): a calibrated field is softer inside
+    (mean 0.88 against 0.98), and the outlines of a soft field are faint. The recipe keeps 10."""
+    if not pos_weight > 0:
+        raise ValueError(f"pos_weight must be positive, got {pos_weight!r}")
     target = Fn.one_hot(masks, N_COLOURS + 1)[..., 1:].permute(0, 3, 1, 2).float()  # (B, 6, H, W)
     occ = occupancy.clamp(1e-4, 1 - 1e-4)
-    bce = (Fn.binary_cross_entropy(occ, target, reduction="none") * (1 + 9 * target)).flatten(2).mean(-1)  # (B, 6)
+    weight = 1 + (pos_weight - 1) * target
+    bce = (Fn.binary_cross_entropy(occ, target, reduction="none") * weight).flatten(2).mean(-1)  # (B, 6)
     present = (slots > 0).float()
     return (bce * present).sum() / present.sum().clamp(min=1)
 
 
 def fusion_step(t, batch: dict[str, torch.Tensor], step: int, *, lambda_rec: float = 20.0, lambda_adv: float = 1.0,
                 lambda_slot: float = 1.0, lambda_mask: float = 5.0, lambda_layout: float = 10.0,
-                beta_kl: float = 0.05, lambda_cls: float = 0.0) -> dict[str, torch.Tensor]:
+                beta_kl: float = 0.05, lambda_cls: float = 0.0, mask_pos_weight: float = 10.0) -> dict[str, torch.Tensor]:
     """One step for :class:`spokenstyle.train.Trainer` (modules ``"F"``, ``"D"``).
 
     update_D: hinge loss; real = the ground truth with its own sentence, fake = F's picture
@@ -744,7 +758,7 @@ def fusion_step(t, batch: dict[str, torch.Tensor], step: int, *, lambda_rec: flo
         cls_fake = Fn.cross_entropy(D.style_logits(phi_fake), y)
         rec = (fake - x).abs().mean()
         slot = Fn.cross_entropy(aux["slot_logits"].flatten(0, 1), slots.flatten())
-        mask = mask_loss(aux["occupancy"], batch["masks"], slots)
+        mask = mask_loss(aux["occupancy"], batch["masks"], slots, pos_weight=mask_pos_weight)
         mu, logvar = F.encode_layout(pos, aux["sentence"])
         zq = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
         pred = F.decode_layout(zq, aux["sentence"])
@@ -861,6 +875,15 @@ def train_fusion(model: FusionGAN, batches, *, steps: int, lr: float = 1e-3, dev
     return trainer.fit(batches)
 
 
+def step_kwargs(budget: dict[str, Any]) -> dict[str, Any]:
+    """The entries of a ``fusion`` budget that are :func:`fusion_step`'s keyword arguments (the
+    loss weights ``lambda_*`` and ``mask_pos_weight``); the rest size the run."""
+    import inspect
+
+    names = set(inspect.signature(fusion_step).parameters) - {"t", "batch", "step"}
+    return {k: v for k, v in budget.items() if k in names}
+
+
 def train(out_dir: str | Path, *, runtime) -> dict[str, Any]:
     """``spokenstyle train fusion``: the scene judge on real renders (saved in ``out_dir/judge``),
     then F and D on ShapeScenes; evaluated on held-out scenes; saved (F and D) to ``out_dir``."""
@@ -881,7 +904,7 @@ def train(out_dir: str | Path, *, runtime) -> dict[str, Any]:
     run_dir = runtime.run_dir("fusion")
     history = train_fusion(model, fusion_batches(b["batch_size"], seed=runtime.seed), steps=b["steps"], lr=b["lr"],
                            device=runtime.device, checkpoint_dir=run_dir, log_every=10,
-                           step_kwargs={k: v for k, v in b.items() if k.startswith("lambda_")})
+                           step_kwargs=step_kwargs(b))
     train_seconds = time.perf_counter() - started
     # 2. the judge: trained on real renders only (never on F's pictures): the shipped one (chapter 5)
     #    if it exists, else the same recipe (budget "judge") run here and saved in out_dir/judge

@@ -119,6 +119,44 @@ def test_wide_beam_finds_the_most_likely_sentence():
         assert torch.equal(beam[i], cands[score.argmax()])
 
 
+def _beam_without_cache(model: Captioner, x: torch.Tensor, K: int) -> torch.Tensor:
+    """Reference beam search that re-reads every prefix from scratch at each step (no cache)."""
+    V, pad, eos = model.config.vocab_size, model.config.pad_id, model.config.eos_id
+    B = x.shape[0]
+    mem = model.encode(x).repeat_interleave(K, 0)
+    prefix = model.prefix("spoken", B * K)
+    seqs = torch.zeros(B * K, 0, dtype=torch.long)
+    scores = torch.full((B, K), float("-inf"))
+    scores[:, 0] = 0.0
+    done = torch.zeros(B * K, dtype=torch.bool)
+    for _ in range(model.config.max_len):
+        embeds = model.embedding(torch.cat([prefix, seqs], 1))
+        logp = model.decoder(inputs_embeds=embeds, encoder_hidden_states=mem).logits[:, -1].log_softmax(-1)
+        frozen = torch.full_like(logp, float("-inf"))
+        frozen[:, pad] = 0.0
+        logp = torch.where(done[:, None], frozen, logp)
+        scores, flat = (scores.reshape(-1, 1) + logp).reshape(B, K * V).topk(K, dim=1)
+        beam = (flat // V + torch.arange(B)[:, None] * K).reshape(-1)
+        token = (flat % V).reshape(-1)
+        seqs = torch.cat([seqs[beam], token[:, None]], 1)
+        done = done[beam] | (token == eos)
+        if bool(done.all()):
+            break
+    best = scores.argmax(1) + torch.arange(B) * K
+    return model._finish(list(seqs[best].unbind(1)))[0]
+
+
+@pytest.mark.parametrize("K", [2, 5])
+def test_cached_beam_search_equals_recomputing_every_prefix(K):
+    """The key/value cache is reordered to follow the surviving beams; a wrong reorder would give
+    a hypothesis another's past. With pruning (K < V) the cached search must match the reference."""
+    model = tiny(4, vocab_size=9, max_len=10)
+    x = images(3, seed=1)
+    with torch.no_grad():
+        expected = _beam_without_cache(model, x, K)
+    assert torch.equal(model.beam_search(x, "spoken", num_beams=K), expected)
+
+
 def test_sampling_is_reproducible_with_a_generator():
     model = tiny(4)
     x = images(3)

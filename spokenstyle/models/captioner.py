@@ -647,8 +647,9 @@ class Captioner(nn.Module):
         Keeps the ``num_beams`` prefixes with the highest summed log-probability; a finished
         hypothesis (it produced eos) stays in the beam with its score frozen. At the end the
         hypotheses are ranked by ``score / length ** length_penalty`` (0: plain log-probability,
-        the exact maximiser when the beam is wide enough; 1: per-token average). Every step
-        recomputes the prefixes from scratch (no cache): simple, and cheap at caption lengths.
+        the exact maximiser when the beam is wide enough; 1: per-token average). The decoder's
+        key/value cache follows the surviving beams (``reorder_cache``), so each step feeds one
+        token per hypothesis, as sampling does: K hypotheses cost about K samples.
         """
         if not isinstance(num_beams, int) or num_beams < 1:
             raise ValueError(f"num_beams must be a positive int, got {num_beams!r}")
@@ -657,15 +658,13 @@ class Captioner(nn.Module):
         max_len = max_len or self.config.max_len
         pad, eos = self.config.pad_id, self.config.eos_id
         mem = memory.repeat_interleave(K, 0)  # (B*K, cells, d)
-        prefix = self.prefix(register, B * K)
+        logits, cache = self._start(mem, register)
         seqs = torch.zeros(B * K, 0, dtype=torch.long, device=memory.device)
         scores = torch.full((B, K), float("-inf"), device=memory.device)
         scores[:, 0] = 0.0  # all beams start identical: keep one alive
         done = torch.zeros(B * K, dtype=torch.bool, device=memory.device)
         lengths = torch.zeros(B * K, device=memory.device)
-        for _ in range(max_len):
-            embeds = self.embedding(torch.cat([prefix, seqs], 1))  # (B*K, 2 + t, d); no pad-mask warning
-            logits = self.decoder(inputs_embeds=embeds, encoder_hidden_states=mem).logits[:, -1]
+        for t in range(max_len):
             logp = logits.float().log_softmax(-1)  # (B*K, V)
             frozen = torch.full_like(logp, float("-inf"))
             frozen[:, pad] = 0.0  # a finished hypothesis can only append pad, at no cost
@@ -678,8 +677,10 @@ class Captioner(nn.Module):
             seqs = torch.cat([seqs[beam], token[:, None]], 1)
             lengths = lengths[beam] + (~done[beam]).float()
             done = done[beam] | (token == eos)
-            if bool(done.all()):
+            if bool(done.all()) or t == max_len - 1:
                 break
+            cache.reorder_cache(beam)  # each surviving hypothesis keeps its own prefix's keys/values
+            logits, cache = self._step(self.embedding(token), mem, cache)
         final = scores.reshape(-1) / lengths.clamp(min=1) ** length_penalty
         final = final.masked_fill(torch.isnan(final), float("-inf")).reshape(B, K)
         best = final.argmax(1) + torch.arange(B, device=memory.device) * K

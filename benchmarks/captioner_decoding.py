@@ -2,7 +2,7 @@
 
 Not a timing: the chapter-6 metrics (:func:`spokenstyle.captioning.evaluate`) of the shipped
 captioners' spoken captions of the held-out test scenes, side by side, for each decoding method
-in one run. The shipped manifests score sampling at T = 0.7 (budget ``captioner_eval``); a
+in one run. The shipped manifests score beam 8 and sampling at T = 0.7 (budget ``captioner_eval``); a
 likelihood search (beam) states the picture's relations more often and varies its wording far
 less. Each row also gives the seconds it took on this machine.
 

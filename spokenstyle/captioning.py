@@ -856,6 +856,25 @@ def literal_value(t_real: torch.Tensor, t_fake: torch.Tensor, eps: float = 1e-12
     return float(torch.log(t_real.clamp(min=eps)).mean() + torch.log((1 - t_fake).clamp(min=eps)).mean())
 
 
+def evaluate_systems(S_formal: Captioner, S_spoken: Captioner, P: Captioner, test: TestSet,
+                     decoding: dict[str, Any], *, register_clf: TextClassifier, critic: TextClassifier | None = None,
+                     lm: Captioner | None = None) -> dict[str, dict[str, float]]:
+    """Chapter 6's table: :func:`evaluate` of every system's captions of the test images.
+
+    ``formal_mle`` (stage 1, formal register, greedy) and its ``rule_based`` rewrite (the lower
+    bound); the spoken register ``before_adversarial`` (stage 1), ``adversarial`` (stage 2) and
+    ``paired_upper_bound``, each written with ``decoding``; ``adversarial_formal`` (stage 2's
+    formal register, greedy: what stage 2 did to the register it was not trained on).
+    """
+    texts = {"formal_mle": caption_images(S_formal, test.images, "formal")[0]}
+    texts["rule_based"] = [rule_based_rewrite(x) for x in texts["formal_mle"]]
+    texts["before_adversarial"] = caption_images(S_formal, test.images, "spoken", **decoding)[0]
+    texts["paired_upper_bound"] = caption_images(P, test.images, "spoken", **decoding)[0]
+    texts["adversarial"] = caption_images(S_spoken, test.images, "spoken", **decoding)[0]
+    texts["adversarial_formal"] = caption_images(S_spoken, test.images, "formal")[0]
+    return {name: evaluate(t, test, register_clf=register_clf, critic=critic, lm=lm) for name, t in texts.items()}
+
+
 # -- the recipe --------------------------------------------------------------------------------
 
 def train(out_dir: str | Path, *, runtime: runtime.Runtime) -> dict[str, Any]:
@@ -864,6 +883,11 @@ def train(out_dir: str | Path, *, runtime: runtime.Runtime) -> dict[str, Any]:
     Writes ``register_clf``, ``register_lm``, ``captioner_reader``, ``captioner_formal`` (stage
     1), ``captioner_paired`` (upper bound), ``captioner_spoken`` and ``critic`` (stage 2) into
     ``out_dir``, each with its metrics on the test set and the command that made it.
+
+    A model already finished in ``out_dir`` is reused, so an interrupted run resumes; with all
+    seven there, the run only re-scores them (budget ``captioner_eval``: the headline
+    ``decoding`` and, for diversity, ``sampling``) and rewrites the metrics in their manifests
+    (:func:`checkpoints.update_manifest`; the weights are verified and left as they are).
     """
     from .cli import command_line
 
@@ -946,27 +970,39 @@ def train(out_dir: str | Path, *, runtime: runtime.Runtime) -> dict[str, Any]:
     if R is None:
         R = _train_and_save_reader(out / "captioner_reader", rt, test)
 
-    texts = {"formal_mle": caption_images(S, test.images, "formal")[0]}
-    texts["rule_based"] = [rule_based_rewrite(x) for x in texts["formal_mle"]]
-    texts["before_adversarial"] = caption_images(S, test.images, "spoken", **decoding)[0]
-    texts["paired_upper_bound"] = caption_images(P, test.images, "spoken", **decoding)[0]
-
-    T = TextClassifier(classifier_config("critic"))
-    G = load_generator(rt.device)
-    hist = timed("captioner_spoken", lambda: train_adversarial(rt, S, T, R, generator=G,
-                                                               checkpoint_dir=run_dir("captioner_spoken")))
-    texts["adversarial"] = caption_images(S, test.images, "spoken", **decoding)[0]
-    texts["adversarial_formal"] = caption_images(S, test.images, "formal")[0]
-    results = {name: evaluate(t, test, register_clf=reg, critic=T, lm=lm) for name, t in texts.items()}
-
-    meta = {**meta, "decoding": decoding, "n_test": ev["n_test"], "generator": "dcgan" if G is not None else "none"}
-    S.save_pretrained(out / "captioner_spoken", metrics=results["adversarial"], command=command,
-                      extra={**meta, "seconds": timings["captioner_spoken"], "results": results,
-                             "history_tail": {k: v[-5:] for k, v in hist.items()}})
-    T.save_pretrained(out / "critic", metrics={"fooling_rate": results["adversarial"]["fooling_rate"]},
-                      command=command, extra={**meta, "seconds": timings["captioner_spoken"]})
-    done("captioner_spoken")
-    return {"results": results, "seconds": timings}
+    T, S_spoken = finished("critic", load_classifier), finished("captioner_spoken", load_captioner)
+    trained = T is None or S_spoken is None
+    if trained:  # stage 2 continues from stage 1 (S itself stays the stage-1 model for the table)
+        S_spoken = Captioner(S.config).to(rt.device)
+        S_spoken.load_state_dict(S.state_dict())
+        T = TextClassifier(classifier_config("critic"))
+        G = load_generator(rt.device)
+        hist = timed("captioner_spoken", lambda: train_adversarial(rt, S_spoken, T, R, generator=G,
+                                                                   checkpoint_dir=run_dir("captioner_spoken")))
+    scored = {"decoding": decoding, "sampling": ev["sampling"], "n_test": ev["n_test"]}
+    results = evaluate_systems(S, S_spoken, P, test, decoding, register_clf=reg, critic=T, lm=lm)
+    sampled = evaluate_systems(S, S_spoken, P, test, ev["sampling"], register_clf=reg, critic=T, lm=lm)
+    tables = {**scored, "results": results, "results_sampling": sampled}
+    if trained:
+        meta = {**meta, "generator": "dcgan" if G is not None else "none"}
+        S_spoken.save_pretrained(out / "captioner_spoken", metrics=results["adversarial"], command=command,
+                                 extra={**meta, **tables, "seconds": timings["captioner_spoken"],
+                                        "history_tail": {k: v[-5:] for k, v in hist.items()}})
+        T.save_pretrained(out / "critic", metrics={"fooling_rate": results["adversarial"]["fooling_rate"]},
+                          command=command, extra={**meta, **scored, "seconds": timings["captioner_spoken"]})
+        done("captioner_spoken")
+    else:  # both stage-2 models were finished: re-score them under this budget's decoding
+        checkpoints.update_manifest(out / "captioner_spoken", metrics=results["adversarial"], extra=tables,
+                                    command=command)
+        checkpoints.update_manifest(out / "critic", metrics={"fooling_rate": results["adversarial"]["fooling_rate"]},
+                                    extra=scored, command=command)
+    # stage 1 and the upper bound are scored in the same table, with the same decoding
+    checkpoints.update_manifest(out / "captioner_formal", command=command, extra=scored,
+                                metrics={"spoken_before_adversarial": results["before_adversarial"],
+                                         "spoken_before_adversarial_sampling": sampled["before_adversarial"]})
+    checkpoints.update_manifest(out / "captioner_paired", metrics=results["paired_upper_bound"], command=command,
+                                extra={**scored, "metrics_sampling": sampled["paired_upper_bound"]})
+    return {"results": results, "results_sampling": sampled, "seconds": timings}
 
 
 def train_reader_recipe(out_dir: str | Path, *, runtime: runtime.Runtime) -> dict[str, Any]:

@@ -42,6 +42,7 @@ __all__ = [
     "sha256_file",
     "atomic_write_bytes",
     "save_checkpoint",
+    "update_manifest",
     "load_checkpoint",
     "save_pretrained",
     "load_pretrained",
@@ -218,6 +219,29 @@ def load_checkpoint(directory: str | Path, *, device: str | torch.device = "cpu"
     except (SafetensorError, OSError, ValueError) as err:
         raise CheckpointError(f"{weights} is not a readable safetensors file: {err}") from err
     return Checkpoint(tensors=tensors, manifest=manifest, path=directory)
+
+
+def update_manifest(directory: str | Path, *, metrics: Mapping[str, Any] | None = None,
+                    extra: Mapping[str, Any] | None = None, command: str | None = None) -> dict[str, Any]:
+    """Re-scores a checkpoint without touching its weights: merges ``metrics`` and ``extra`` into
+    its manifest (new keys win) and records who re-scored it and when under ``extra["rescored"]``;
+    returns the new manifest.
+
+    The weights are verified first (sha256), so a manifest is never rewritten to describe weights
+    it did not describe; the training ``command`` and ``created`` stay as they were. The write
+    is atomic, like :func:`save_checkpoint`'s.
+    """
+    directory = Path(directory)
+    manifest = load_checkpoint(directory).manifest  # raises CheckpointError on any mismatch
+    manifest["metrics"] = {**manifest.get("metrics", {}), **dict(metrics or {})}
+    rescored = {"command": command, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    manifest["extra"] = {**manifest.get("extra", {}), **dict(extra or {}), "rescored": rescored}
+    try:
+        text = json.dumps(manifest, indent=2, sort_keys=True, allow_nan=True)
+    except TypeError as err:
+        raise TypeError(f"metrics and extra must be JSON-serialisable: {err}") from err
+    atomic_write_bytes(directory / MANIFEST, (text + "\n").encode())
+    return manifest
 
 
 def save_pretrained(module: torch.nn.Module, directory: str | Path, *, config: Any = None,

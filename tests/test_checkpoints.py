@@ -50,6 +50,33 @@ def test_manifest_records_the_sha256_of_the_weights(tmp_path):
     assert manifest["format"] == checkpoints.FORMAT
 
 
+def test_update_manifest_rescores_without_touching_the_weights(tmp_path):
+    checkpoints.save_checkpoint(tmp_path, {"w": torch.arange(4.0)}, metrics={"acc": 0.5, "loss": 1.0},
+                                command="spokenstyle train tiny", extra={"seconds": 3})
+    before = json.loads((tmp_path / "manifest.json").read_text())
+    weights = (tmp_path / "model.safetensors").read_bytes()
+    after = checkpoints.update_manifest(tmp_path, metrics={"acc": 0.75}, extra={"decoding": "beam"},
+                                        command="spokenstyle train tiny_eval")
+    assert after == checkpoints.load_checkpoint(tmp_path).manifest
+    assert after["metrics"] == {"acc": 0.75, "loss": 1.0}  # new keys win, old ones stay
+    assert after["extra"]["seconds"] == 3 and after["extra"]["decoding"] == "beam"
+    assert after["extra"]["rescored"]["command"] == "spokenstyle train tiny_eval"
+    assert after["command"] == before["command"] and after["created"] == before["created"]
+    assert (tmp_path / "model.safetensors").read_bytes() == weights
+
+
+def test_update_manifest_refuses_weights_its_manifest_does_not_describe(tmp_path):
+    checkpoints.save_checkpoint(tmp_path, {"w": torch.arange(4.0)}, metrics={"acc": 0.5})
+    checkpoints.save_checkpoint(tmp_path / "other", {"w": torch.ones(4)})
+    (tmp_path / "model.safetensors").write_bytes((tmp_path / "other" / "model.safetensors").read_bytes())
+    text = (tmp_path / "manifest.json").read_text()
+    with pytest.raises(CheckpointError, match="does not match its manifest"):
+        checkpoints.update_manifest(tmp_path, metrics={"acc": 1.0})
+    assert (tmp_path / "manifest.json").read_text() == text
+    with pytest.raises(TypeError, match="JSON-serialisable"):
+        checkpoints.update_manifest(tmp_path / "other", metrics={"acc": object()})
+
+
 def test_corrupt_weights_are_refused(tmp_path):
     checkpoints.save_checkpoint(tmp_path, {"w": torch.arange(100.0)})
     path = tmp_path / "model.safetensors"

@@ -86,7 +86,8 @@ def main(argv: list[str] | None = None) -> dict:
     out = pipe(src, tgt, seed=0)
     typeset = best(lambda: render.typeset(out.fused[0], out.sentences[0], palette_from=tgt[0]), args.repeats, device)
     words = sum(len(s.split()) for s in out.sentences) / len(out.sentences)
-    result = {"device": runtime.device_name(device), "components": what, "threads": torch.get_num_threads(),
+    result = {"device": runtime.device_name(device), "components": what, "decoding": pipe.decoding,
+              "threads": torch.get_num_threads(),
               "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
               "seconds_per_pair_single": round(one, 4), f"seconds_per_pair_batch{args.batch}": round(batch / args.batch, 4),
               "seconds_typeset": round(typeset, 4), "mean_words_per_sentence": round(words, 1), "target_seconds": 0.5,

@@ -135,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--target", required=True, help="style picture: an image file or scene:SEED:STYLE")
     run.add_argument("--out", required=True, help="where to save the composed picture (.png, .jpg, ...)")
     run.add_argument("--json", action="store_true", help="print every result as JSON")
-    run.add_argument("--seed", type=int, default=0, help="seeds the captioner's sampling and F's layout")
+    run.add_argument("--seed", type=int, default=0, help="seeds F's layout (and S's words, when its decoding samples)")
     run.add_argument("--layout", default="bubble", choices=("bubble", "band"), help="speech bubble or caption band")
     run.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: best available)")
     return parser

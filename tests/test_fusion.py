@@ -216,9 +216,52 @@ def test_mask_loss_weighting_and_calibration():
         fu.mask_loss(occ, masks, slots, pos_weight=0.0)
 
 
+def test_calibrate_occupancy_inverts_the_weighted_minimiser():
+    """The object map's calibration undoes the mask loss's bias: the loss's minimiser at w
+    (w·p / ((w − 1)·p + 1), checked by grid search above) maps back to p; w = 1 changes nothing."""
+    p = torch.linspace(0, 1, 101)
+    for w in (2.0, 10.0, 30.0):
+        q = w * p / ((w - 1) * p + 1)
+        assert torch.allclose(fu.calibrate_occupancy(q, w), p, atol=1e-6)
+        assert bool((fu.calibrate_occupancy(p, w).diff() >= 0).all())  # monotone
+    assert fu.calibrate_occupancy(p, 1.0) is p
+    with pytest.raises(ValueError, match="occupancy_calibration"):
+        fu.FusionConfig(occupancy_calibration=0.5)
+
+
+def test_object_map_draws_the_calibrated_occupancy():
+    """With occupancy_calibration = w the object map's coverage is the calibrated occupancy; the
+    raw occupancy (what the mask loss sees) is returned unchanged."""
+    torch.manual_seed(0)
+    plain = fu.FusionGenerator(fu.FusionConfig(g_width=4, occupancy_calibration=1.0)).eval()
+    calibrated = fu.FusionGenerator(fu.FusionConfig(g_width=4, occupancy_calibration=10.0)).eval()
+    calibrated.load_state_dict(plain.state_dict())
+    logits = torch.full((1, 6, 13), -9.0)
+    logits[0, 1:, 0] = 9.0  # colours 1-5 absent
+    logits[0, 0, 3] = 9.0  # one object, of colour 0, certain
+    pos = torch.zeros(1, 6, 2)
+    f = plain.config.field_features
+    with torch.no_grad():
+        obj1, occ1 = plain.objects(logits, pos)
+        obj10, occ10 = calibrated.objects(logits, pos)
+    assert torch.equal(occ1, occ10)
+    gate = 1 - logits.softmax(-1)[0, 0, 0]
+    assert torch.allclose(obj1[0, f], (occ1[0, 0] * gate).clamp(max=1), atol=1e-6)
+    assert torch.allclose(obj10[0, f], (fu.calibrate_occupancy(occ10[0, 0], 10.0) * gate).clamp(max=1), atol=1e-6)
+
+
 def test_step_kwargs_pass_the_loss_weights_only():
     budget = {"steps": 3, "lr": 1e-3, "lambda_adv": 0.5, "lambda_rec": 20.0, "mask_pos_weight": 1.0, "eval": 12}
     assert fu.step_kwargs(budget) == {"lambda_adv": 0.5, "lambda_rec": 20.0, "mask_pos_weight": 1.0}
+
+
+def test_config_for_takes_widths_and_calibration_from_the_budget():
+    budget = {"steps": 3, "width": 8, "d_width": 6}
+    config = fu.config_for(budget)
+    assert (config.g_width, config.d_width) == (8, 6)
+    assert config.occupancy_calibration == 1.0  # the recipe's default: the raw occupancy
+    assert fu.config_for({**budget, "occupancy_calibration": 10}).occupancy_calibration == 10.0
+    assert "occupancy_calibration" not in fu.step_kwargs({**budget, "occupancy_calibration": 10})
 
 
 def test_recipe_trains_saves_and_reloads(tmp_path, monkeypatch):

@@ -65,6 +65,7 @@ teacher-forced in training.
 
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -98,6 +99,8 @@ __all__ = [
     "ShapeField",
     "spread_layout",
     "outlines",
+    "calibrate_occupancy",
+    "config_for",
     "evaluate",
     "train",
 ]
@@ -129,6 +132,10 @@ class FusionConfig:
     fourier: int = 4  # frequencies of the fixed sine/cosine texture channels at 32 and 64 px (periodic textures)
     outlines: bool = True  # the object map also carries each object's outline, plain and in its colour
     min_gap: float = 0.6  # test-time layouts keep object centres this far apart (two large objects: 2 x 0.25 + a gap)
+    # the mask loss's pos_weight w that the object map undoes: it draws p = q / (w - (w - 1) q) from
+    # the shape field's occupancy q (calibrate_occupancy). 1 = draw q itself: the recipe's default
+    # and the shipped F (calibrate_occupancy's docstring gives the runs with 10)
+    occupancy_calibration: float = 1.0
 
     def __post_init__(self) -> None:
         if self.resolution != 64:
@@ -147,6 +154,10 @@ class FusionConfig:
             raise ValueError(f"min_gap must be positive, got {self.min_gap!r}")
         if not isinstance(self.outlines, bool):
             raise ValueError(f"outlines must be True or False, got {self.outlines!r}")
+        if isinstance(self.occupancy_calibration, bool) or not isinstance(self.occupancy_calibration, (int, float)) \
+                or not self.occupancy_calibration >= 1:
+            raise ValueError("occupancy_calibration must be a number >= 1 (the mask loss's pos_weight; 1 = none), "
+                             f"got {self.occupancy_calibration!r}")
 
 
 # -- blocks ------------------------------------------------------------------------------------
@@ -295,6 +306,29 @@ class ShapeField(nn.Module):
         return pasted[:, :, 0], pasted[:, :, 1:]
 
 
+def calibrate_occupancy(occupancy: torch.Tensor, pos_weight: float) -> torch.Tensor:
+    """Undoes the bias a weighted mask loss puts into the shape field: ``q ↦ q / (w − (w − 1) q)``.
+
+    Trained with object pixels weighing ``w`` (:func:`mask_loss`), the field's best answer at a
+    pixel that is inside with probability p is q = w·p / ((w − 1)·p + 1); solving for p gives this
+    map, so a field trained at w = 10 draws its objects at their true extent (q = 0.91 ↦ p = 0.5)
+    while it still learns small objects from the weighted loss. Monotone, 0 ↦ 0, 1 ↦ 1; w = 1 is
+    the identity.
+
+    Measured on the shipped F (trained at w = 10, drawing q): the judge read 77.6 % of the objects
+    of flat pictures composited from its raw occupancy and 98.2 % from the calibrated one (99.3 %
+    in the real renders; 300 held-out scenes, true sentences and layouts): the field knows the
+    shapes, and the dilation hides them. Training *with* the calibrated object map
+    (``occupancy_calibration=10``, otherwise the full recipe, one CPU thread, 480 held-out scenes)
+    has not paid yet: from scratch, seed 1 ended at attribute match 81.1 % with style 78.1 % and
+    seed 0 diverged (L1 0.026 → 0.15 after step 1,500, D winning); continuing the shipped F for
+    1,000 steps at lr 5e-4 gave 83.6 % / style 96.3 % with it and 86.1 % / 89.6 % without it
+    (shipped: 80.9 % / 95.4 %). So the recipe keeps 1."""
+    if pos_weight == 1:
+        return occupancy
+    return occupancy / (pos_weight - (pos_weight - 1) * occupancy)
+
+
 def outlines(alpha: torch.Tensor) -> torch.Tensor:
     """Each object's outline: (B, K, H, W) coverage in [0, 1] → (B, K, H, W), its morphological
     gradient (3 × 3 dilation minus 3 × 3 erosion), a band about two pixels wide along the edge.
@@ -398,7 +432,7 @@ class FusionGenerator(nn.Module):
         gate = 1 - probs[..., 0]  # (B, 6): probability that this colour is in the sentence
         what = slot_logits[..., 1:].softmax(-1)  # (B, 6, 12): which shape and size, if it is there
         occ, feats = self.field(what, positions, r)  # (B, 6, r, r), (B, 6, f, r, r)
-        alpha = occ * gate[:, :, None, None]  # (B, 6, r, r)
+        alpha = calibrate_occupancy(occ, self.config.occupancy_calibration) * gate[:, :, None, None]  # (B, 6, r, r)
         painted = (alpha[:, :, None] * feats).sum(1)  # (B, f, r, r)
         cover = alpha.sum(1, keepdim=True).clamp(max=1)  # (B, 1, r, r)
         rgb = torch.einsum("bkhw,kc->bchw", alpha, self.palette)  # (B, 3, r, r): each object in its colour's RGB
@@ -878,10 +912,15 @@ def train_fusion(model: FusionGAN, batches, *, steps: int, lr: float = 1e-3, dev
 def step_kwargs(budget: dict[str, Any]) -> dict[str, Any]:
     """The entries of a ``fusion`` budget that are :func:`fusion_step`'s keyword arguments (the
     loss weights ``lambda_*`` and ``mask_pos_weight``); the rest size the run."""
-    import inspect
-
     names = set(inspect.signature(fusion_step).parameters) - {"t", "batch", "step"}
     return {k: v for k, v in budget.items() if k in names}
+
+
+def config_for(budget: dict[str, Any]) -> FusionConfig:
+    """The F and D a ``fusion`` budget trains: its widths, and its ``occupancy_calibration``
+    (default 1: the object map draws the raw occupancy; :func:`calibrate_occupancy`)."""
+    return FusionConfig(g_width=budget["width"], d_width=budget["d_width"],
+                        occupancy_calibration=float(budget.get("occupancy_calibration", 1.0)))
 
 
 def train(out_dir: str | Path, *, runtime) -> dict[str, Any]:
@@ -898,7 +937,7 @@ def train(out_dir: str | Path, *, runtime) -> dict[str, Any]:
     b = runtime.budget("fusion")
     started = time.perf_counter()
     # 1. F and D
-    config = FusionConfig(g_width=b["width"], d_width=b["d_width"])
+    config = config_for(b)
     _runtime.seed_everything(runtime.seed)
     model = FusionGAN(config)
     run_dir = runtime.run_dir("fusion")

@@ -40,6 +40,7 @@ caption + word substitutions: the lower bound). :func:`evaluate` measures them a
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
@@ -971,15 +972,16 @@ def train(out_dir: str | Path, *, runtime: runtime.Runtime) -> dict[str, Any]:
         R = _train_and_save_reader(out / "captioner_reader", rt, test)
 
     T, S_spoken = finished("critic", load_classifier), finished("captioner_spoken", load_captioner)
-    trained = T is None or S_spoken is None
+    # a stage 2 continued from an older stage 1 is stale: retrain it when stage 1 was trained now
+    trained = T is None or S_spoken is None or "captioner_formal" in timings
     if trained:  # stage 2 continues from stage 1 (S itself stays the stage-1 model for the table)
-        S_spoken = Captioner(S.config).to(rt.device)
-        S_spoken.load_state_dict(S.state_dict())
+        S_spoken = copy.deepcopy(S)  # a copy draws no random numbers: T's init is as before
         T = TextClassifier(classifier_config("critic"))
         G = load_generator(rt.device)
         hist = timed("captioner_spoken", lambda: train_adversarial(rt, S_spoken, T, R, generator=G,
                                                                    checkpoint_dir=run_dir("captioner_spoken")))
-    scored = {"decoding": decoding, "sampling": ev["sampling"], "n_test": ev["n_test"]}
+    scored = {"decoding": decoding, "sampling": ev["sampling"], "n_test": ev["n_test"],
+              "scored_profile": rt.profile, "scored_device": str(rt.device)}
     results = evaluate_systems(S, S_spoken, P, test, decoding, register_clf=reg, critic=T, lm=lm)
     sampled = evaluate_systems(S, S_spoken, P, test, ev["sampling"], register_clf=reg, critic=T, lm=lm)
     tables = {**scored, "results": results, "results_sampling": sampled}

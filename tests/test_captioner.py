@@ -146,6 +146,24 @@ def _beam_without_cache(model: Captioner, x: torch.Tensor, K: int) -> torch.Tens
     return model._finish(list(seqs[best].unbind(1)))[0]
 
 
+def test_reorder_cache_handles_cache_objects_and_legacy_tuples():
+    """transformers >= 4.4x returns a Cache object, older versions tuples of (key, value) per layer;
+    both must follow the surviving beams."""
+    from spokenstyle.models.captioner import _reorder_cache
+    from transformers.cache_utils import DynamicCache
+
+    keys = [torch.arange(4.0).view(4, 1, 1, 1) + 10 * layer for layer in range(2)]
+    rows = torch.tensor([2, 2, 0, 3])
+    legacy = tuple((k, -k) for k in keys)
+    out = _reorder_cache(legacy, rows)
+    assert all(torch.equal(k, keys[i][rows]) and torch.equal(v, -keys[i][rows]) for i, (k, v) in enumerate(out))
+    cache = DynamicCache()
+    for layer, k in enumerate(keys):
+        cache.update(k.clone(), -k.clone(), layer)
+    assert _reorder_cache(cache, rows) is cache
+    assert torch.equal(cache.layers[0].keys, keys[0][rows]) and torch.equal(cache.layers[1].values, -keys[1][rows])
+
+
 @pytest.mark.parametrize("K", [2, 5])
 def test_cached_beam_search_equals_recomputing_every_prefix(K):
     """The key/value cache is reordered to follow the surviving beams; a wrong reorder would give

@@ -91,6 +91,15 @@ def _cache_of(output: Any) -> Any:
     return getattr(output, "cache", None) if _CACHE_ARG == "cache" else output.past_key_values
 
 
+def _reorder_cache(cache: Any, rows: torch.Tensor) -> Any:
+    """The key/value cache of the hypotheses ``rows`` (a beam search's survivors): a ``Cache``
+    object reorders itself in place; older transformers return tuples of tensors per layer."""
+    if hasattr(cache, "reorder_cache"):
+        cache.reorder_cache(rows)
+        return cache
+    return tuple(tuple(t.index_select(0, rows.to(t.device)) for t in layer) for layer in cache)
+
+
 # -- helpers -----------------------------------------------------------------------------------
 
 def gumbel_softmax(logits: torch.Tensor, tau: float = 1.0, *, hard: bool = True,
@@ -679,7 +688,7 @@ class Captioner(nn.Module):
             done = done[beam] | (token == eos)
             if bool(done.all()) or t == max_len - 1:
                 break
-            cache.reorder_cache(beam)  # each surviving hypothesis keeps its own prefix's keys/values
+            cache = _reorder_cache(cache, beam)  # each surviving hypothesis keeps its own prefix's keys/values
             logits, cache = self._step(self.embedding(token), mem, cache)
         final = scores.reshape(-1) / lengths.clamp(min=1) ** length_penalty
         final = final.masked_fill(torch.isnan(final), float("-inf")).reshape(B, K)

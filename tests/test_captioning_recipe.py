@@ -74,3 +74,19 @@ def test_recorded_scores_are_those_of_the_models_under_that_decoding(rescored):
         assert report[table]["adversarial"]["distinct2"] == distinct_n(texts, 2)
     # the two decodings write different captions, so the check above tells the tables apart
     assert report["results"]["adversarial"]["distinct2"] != report["results_sampling"]["adversarial"]["distinct2"]
+
+
+def test_greedy_rows_are_copied_only_from_a_table_that_has_them(rescored):
+    out, rt, _, report = rescored
+    ev = rt.budget("captioner_eval")
+    test = C.test_set(ev["n_test"])
+    S, P = C.load_captioner(out / "captioner_formal"), C.load_captioner(out / "captioner_paired")
+    S_spoken, reg = C.load_captioner(out / "captioner_spoken"), C.load_classifier(out / "register_clf")
+    # the sampled table copies the greedy rows; written again from the models, they are the same
+    fresh = C.evaluate_systems(S, S_spoken, P, test, ev["sampling"], register_clf=reg)
+    for name in C.GREEDY_SYSTEMS:
+        assert fresh[name]["attribute_accuracy"] == report["results_sampling"][name]["attribute_accuracy"]
+        assert fresh[name]["distinct2"] == report["results_sampling"][name]["distinct2"]
+    with pytest.raises(ValueError, match="missing \\['rule_based'"):
+        C.evaluate_systems(S, S_spoken, P, test, ev["sampling"], register_clf=reg,
+                           greedy_scores={"formal_mle": {}, "adversarial_formal": {}})

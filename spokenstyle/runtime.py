@@ -236,12 +236,13 @@ BUDGETS: dict[str, dict[str, dict[str, Any]]] = {
     },
     # chapter 7 (spokenstyle.models.fusion): `spokenstyle train fusion`, the fusion generator F and its
     # projection discriminator at 64 px; eval = held-out scenes per register. full is sized for the
-    # CPU-trained shipment (about 30 minutes of one CPU thread); lambda_* weight F's losses
+    # CPU-trained shipment (about half an hour of one CPU thread); lambda_* weight F's losses;
+    # refine_* = a second phase at a quarter of the rate from where the first ended (fusion.refine_budget)
     "fusion": {
         "fast": {"steps": 3, "batch_size": 4, "lr": 2e-3, "width": 8, "d_width": 8, "lambda_rec": 20.0,
-                 "lambda_adv": 0.5, "eval": 12},
+                 "lambda_adv": 0.5, "eval": 12, "refine_steps": 2, "refine_lr": 5e-4, "refine_ema": 0.5},
         "full": {"steps": 3000, "batch_size": 16, "lr": 2e-3, "width": 24, "d_width": 16, "lambda_rec": 20.0,
-                 "lambda_adv": 0.5, "eval": 480},
+                 "lambda_adv": 0.5, "eval": 480, "refine_steps": 1000, "refine_lr": 5e-4, "refine_ema": 0.99},
     },
     # chapter 7's live demo: a short run of the same recipe in the notebook (the good F is shipped);
     # eval = scenes the demo's F is scored on; per_style = held-out scenes per target style (section 7)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from spokenstyle import checkpoints
+from spokenstyle import checkpoints, runtime
 from spokenstyle.models import fusion as fu
 
 SENTENCES = ["whoa, check out that big red ball hanging out next to a tiny blue box!",
@@ -264,6 +264,27 @@ def test_config_for_takes_widths_and_calibration_from_the_budget():
     assert "occupancy_calibration" not in fu.step_kwargs({**budget, "occupancy_calibration": 10})
 
 
+def test_refine_budget_reads_and_checks_the_second_phase():
+    assert fu.refine_budget({"steps": 3}) is None and fu.refine_budget({"refine_steps": 0}) is None
+    assert fu.refine_budget({"refine_steps": 5, "refine_lr": 1e-4}) == {"steps": 5, "lr": 1e-4,
+                                                                        "occupancy_calibration": 1.0, "ema": 0.0}
+    assert fu.refine_budget({"refine_steps": 5, "refine_lr": 1e-4, "refine_ema": 0.99})["ema"] == 0.99
+    with pytest.raises(ValueError, match="refine_ema must be a decay in"):
+        fu.refine_budget({"refine_steps": 5, "refine_lr": 1e-4, "refine_ema": 1.0})
+    # the calibration carries over from the first phase unless the second names its own
+    assert fu.refine_budget({"refine_steps": 5, "refine_lr": 1e-4, "occupancy_calibration": 10})[
+        "occupancy_calibration"] == 10.0
+    assert fu.refine_budget({"refine_steps": 5, "refine_lr": 1e-4, "occupancy_calibration": 10,
+                             "refine_occupancy_calibration": 1})["occupancy_calibration"] == 1.0
+    with pytest.raises(ValueError, match="needs a positive refine_lr"):
+        fu.refine_budget({"refine_steps": 5})
+    with pytest.raises(ValueError, match="refine_steps must be a non-negative int"):
+        fu.refine_budget({"refine_steps": 2.5, "refine_lr": 1e-4})
+    with pytest.raises(ValueError, match="occupancy_calibration must be a number >= 1"):
+        fu.refine_budget({"refine_steps": 5, "refine_lr": 1e-4, "refine_occupancy_calibration": 0.5})
+    assert not set(fu.step_kwargs({"refine_steps": 5, "refine_lr": 1e-4})), "refine_* are not loss weights"
+
+
 def test_recipe_trains_saves_and_reloads(tmp_path, monkeypatch):
     """`spokenstyle train fusion --profile fast`: F and D saved with the command and the judges'
     scores beside their ceiling (real renders) and floor (shuffled sentences); load_fusion reloads F."""
@@ -277,6 +298,12 @@ def test_recipe_trains_saves_and_reloads(tmp_path, monkeypatch):
     assert cli.main(argv) == 0
     manifest = checkpoints.read_manifest(out)
     assert manifest["command"].startswith("spokenstyle train fusion")
+    budget = runtime.budget("fusion", "fast")
+    assert manifest["metrics"]["refine_steps"] == budget["refine_steps"] > 0  # the fast run takes both phases
+    assert manifest["config"]["occupancy_calibration"] == fu.refine_budget(budget)["occupancy_calibration"]
+    # with refine_ema the average is shipped, and the last step's F is scored beside it
+    assert manifest["metrics"]["refine_ema"] == budget["refine_ema"] > 0
+    assert 0 <= manifest["metrics"]["last_attr_match"] <= 1 and 0 <= manifest["metrics"]["last_style_acc"] <= 1
     for key in ("attr_match", "style_acc", "real_attr_match", "real_style_acc", "shuffled_attr_match",
                 "wrong_style_style_acc", "formal_attr_match"):
         assert 0 <= manifest["metrics"][key] <= 1

@@ -28,6 +28,32 @@ def test_shapes_and_ranges(resolution, batch_norm):
     assert has_bn == batch_norm
 
 
+def test_spectral_norm_bounds_every_layer_of_d_and_round_trips(tmp_path):
+    """With spectral_norm, D has no BatchNorm, every convolution is W / sigma(W) (largest singular
+    value 1 once the power iteration has converged), G is the plain DCGAN generator, and the
+    checkpoint (weight_orig, weight_u) loads back into an identical D."""
+    torch.manual_seed(0)
+    config = dc.DCGANConfig(spectral_norm=True, **TINY)
+    model = dc.dcgan(config=config)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in model.D.modules())
+    assert any(isinstance(m, nn.BatchNorm2d) for m in model.G.modules())
+    convs = [m for m in model.D.modules() if isinstance(m, nn.Conv2d)]
+    assert len(convs) == 4 and all(hasattr(m, "weight_orig") for m in convs)
+    x = torch.rand(4, 3, 32, 32) * 2 - 1
+    model.D.train()
+    for _ in range(50):  # power iterations, one per training forward pass
+        model.D(x)
+    for conv in convs:
+        sigma = torch.linalg.matrix_norm(conv.weight.detach().flatten(1), ord=2).item()
+        assert sigma == pytest.approx(1.0, abs=0.02)
+        raw = torch.linalg.matrix_norm(conv.weight_orig.detach().flatten(1), ord=2).item()
+        assert raw != pytest.approx(1.0, abs=0.02)  # the raw weights are not normalised themselves
+    checkpoints.save_pretrained(model, tmp_path / "sn", config=config)
+    D = dc.dcgan_discriminator(weights=tmp_path / "sn")
+    model.D.eval()
+    assert torch.equal(D(x), model.D(x))
+
+
 def test_layout_follows_the_paper():
     """No BatchNorm on G's output or D's input layer; ReLU in G, LeakyReLU(0.2) in D; tanh out."""
     model = dc.dcgan(**TINY)

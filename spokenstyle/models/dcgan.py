@@ -129,6 +129,7 @@ class DCGANConfig:
     g_width: int = 32  # G's channels just before the output layer; doubled per block towards 4 × 4
     d_width: int = 32  # D's channels after its first layer; doubled per block; 32 keeps the pair < 2 MB at 32 px
     batch_norm: bool = True  # the paper's stabiliser; False reproduces the book's instructive failure
+    spectral_norm: bool = False  # D's convolutions spectrally normalised (Miyato et al. 2018); D then has no BatchNorm
     leaky_slope: float = 0.2  # LeakyReLU slope in D (paper, §3)
 
     def __post_init__(self) -> None:
@@ -219,6 +220,10 @@ class Discriminator(nn.Module):
 
     Layout at 32 px with ``d_width = w``: 32×32×3 → 16×16×w → 8×8×2w → 4×4×4w → 1 (a 4 × 4
     valid convolution). The output is a raw score: the losses apply the sigmoid themselves.
+
+    With ``config.spectral_norm`` every convolution's weight is divided by its largest singular
+    value (Miyato et al. 2018, https://arxiv.org/abs/1802.05957) and D has no BatchNorm, as in
+    that paper's "standard CNN"; G is unchanged.
     """
 
     def __init__(self, config: DCGANConfig) -> None:
@@ -227,17 +232,25 @@ class Discriminator(nn.Module):
             raise TypeError(f"config must be a DCGANConfig, got {type(config).__name__}")
         self.config = config
         c = config.d_width
-        # no BatchNorm on D's input layer (paper, §3)
+        # no BatchNorm on D's input layer (paper, §3); none at all under spectral normalisation
+        batch_norm = config.batch_norm and not config.spectral_norm
         layers: list[nn.Module] = [
             nn.Conv2d(config.channels, c, 4, stride=2, padding=1),  # (B, w, R/2, R/2)
             nn.LeakyReLU(config.leaky_slope, inplace=True),
         ]
         for _ in range(config.n_blocks):
-            layers.append(DownBlock(c, c * 2, batch_norm=config.batch_norm, slope=config.leaky_slope))
+            layers.append(DownBlock(c, c * 2, batch_norm=batch_norm, slope=config.leaky_slope))
             c *= 2
         layers.append(nn.Conv2d(c, 1, 4, stride=1, padding=0))  # (B, 1, 1, 1)
         self.net = nn.Sequential(*layers)
         self.apply(dcgan_init_)
+        if config.spectral_norm:
+            # W / σ(W), σ estimated by one power iteration per forward pass: every layer is
+            # 1-Lipschitz, so D's score cannot grow steep enough to leave G without a gradient
+            for module in self.net:
+                for conv in ([module] if isinstance(module, nn.Conv2d) else
+                             [m for m in module.children() if isinstance(m, nn.Conv2d)]):
+                    nn.utils.spectral_norm(conv)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """(B, channels, R, R) in [-1, 1] → (B,) logits."""
@@ -432,7 +445,8 @@ def train(out_dir: str | Path, *, runtime) -> dict[str, Any]:
     b = runtime.budget("dcgan_all_styles")
     style = b["style"] or None
     images, _, _ = feat.real_renders(b["pool"], split="train", style=style, size=b["resolution"])
-    config = DCGANConfig(resolution=b["resolution"], g_width=b["width"], d_width=b["width"])
+    config = DCGANConfig(resolution=b["resolution"], g_width=b["width"], d_width=b["width"],
+                         spectral_norm=b.get("spectral_norm", False))
     model = dcgan(config=config)
     run_dir = runtime.run_dir("dcgan", "dcgan_all_styles")
     extractor = feat.feature_extractor(weights="features").to(runtime.device)
@@ -467,7 +481,8 @@ def train(out_dir: str | Path, *, runtime) -> dict[str, Any]:
                   steps=b["steps"], profile=runtime.profile, device=str(runtime.device),
                   eval_samples=b["eval"], train_pool=b["pool"])
     model.cpu()
-    recipe = {k: b.get(k) for k in ("batch_size", "lr", "betas", "loss", "ema", "lr_decay", "width", "resolution")}
+    recipe = {k: b.get(k) for k in ("steps", "batch_size", "lr", "betas", "loss", "spectral_norm", "ema", "lr_decay",
+                                    "width", "resolution")}
     checkpoints.save_pretrained(model, out_dir, config=config, metrics=scores, command=cli.command_line(),
                                 extra={"data": f"ShapeScenes split 'train' (seeds 0..{b['pool'] - 1}), "
                                                f"{'style ' + style if style else 'all styles (seed % 6)'}, "

@@ -77,7 +77,8 @@ def test_bad_arguments(small):
 
 
 @pytest.mark.parametrize("field, value", [("field_frequencies", -1), ("field_frequencies", 11),
-                                          ("field_frequencies", True), ("field_layers", 0), ("field_hidden", 0)])
+                                          ("field_frequencies", True), ("field_layers", 0), ("field_hidden", 0),
+                                          ("width_64", 0), ("width_64", 2.5), ("noise", 1), ("noise", "yes")])
 def test_bad_shape_field_config_is_refused(field, value):
     with pytest.raises(ValueError, match=field):
         fu.FusionConfig(**{field: value})
@@ -191,6 +192,34 @@ def test_training_step_and_batches():
     assert gap == pytest.approx(2.0 * runs[0.0]["cls_real"][0], rel=1e-4, abs=1e-5)
 
 
+def test_noise_input_starts_silent_is_seeded_and_is_trained():
+    torch.manual_seed(0)
+    model = fu.FusionGAN(fu.FusionConfig(g_width=8, d_width=8, width_64=6, noise=True))
+    F = model.F
+    assert F.b64.noise_weight.shape == (6,) and not F.b64.noise_weight.any()  # zero: no effect at the start
+    assert fu.FusionGenerator(fu.FusionConfig(g_width=8)).b64.noise_weight is None  # off by default
+    with torch.no_grad():
+        F.b64.noise_weight.fill_(2.0)
+    one = torch.full((2, 3, 64, 64), 0.5)
+    a, b, c = (fu.fuse(F, [SENTENCES[0]] * 2, one, seed=s) for s in (3, 3, 4))
+    assert torch.equal(a, b)  # fuse seeds the pixel noise too
+    assert (a - c).abs().mean() > 1e-3  # another seed, other noise (and layout)
+    z, tokens = torch.zeros(2, 8), fu.tokenize(SENTENCES)
+    pos = torch.zeros(2, 6, 2)
+    n1, n2 = torch.randn(2, 1, 64, 64), torch.randn(2, 1, 64, 64)
+    with torch.no_grad():
+        same = F(z, tokens, one, positions=pos, noise=n1), F(z, tokens, one, positions=pos, noise=n1)
+        other = F(z, tokens, one, positions=pos, noise=n2)
+    assert torch.equal(*same) and not torch.equal(same[0], other)  # only the noise differs
+    with pytest.raises(ValueError, match="noise must have shape"):
+        F(z, tokens, one, positions=pos, noise=torch.randn(2, 64, 64))
+    with torch.no_grad():
+        F.b64.noise_weight.zero_()
+    fu.train_fusion(model, fu.fusion_batches(4), steps=2, device="cpu")
+    assert F.b64.noise_weight.abs().sum() > 0  # the weights get a gradient and move off zero
+    assert fu.config_for({"width": 8, "d_width": 6, "noise": True}).noise is True
+
+
 def test_mask_loss_weighting_and_calibration():
     """pos_weight = 1 is torch's plain binary cross-entropy; w > 1 moves the loss's minimum at a
     pixel that is inside with probability p from p to w·p / (w·p + 1 − p) (the dilation)."""
@@ -258,7 +287,9 @@ def test_step_kwargs_pass_the_loss_weights_only():
 def test_config_for_takes_widths_and_calibration_from_the_budget():
     budget = {"steps": 3, "width": 8, "d_width": 6}
     config = fu.config_for(budget)
-    assert (config.g_width, config.d_width) == (8, 6)
+    assert (config.g_width, config.d_width, config.width_64) == (8, 6, 12)  # 12: the default at 64 px
+    wide = fu.FusionGenerator(fu.config_for({**budget, "width_64": 20}))
+    assert wide.b64.conv.out_channels == 20 and wide.to_rgb.in_channels == 20
     assert config.occupancy_calibration == 1.0  # the recipe's default: the raw occupancy
     assert fu.config_for({**budget, "occupancy_calibration": 10}).occupancy_calibration == 10.0
     assert "occupancy_calibration" not in fu.step_kwargs({**budget, "occupancy_calibration": 10})

@@ -511,12 +511,12 @@ class FusionGenerator(nn.Module):
                 or tuple(style_images.shape) != (B, 3, r, r)):
             raise ValueError(f"style_images must have shape ({B}, 3, {r}, {r}) in [0, 1], "
                              f"got {getattr(style_images, 'shape', type(style_images).__name__)}")
+        if noise is not None and (not isinstance(noise, torch.Tensor) or tuple(noise.shape) != (B, 1, r, r)):
+            raise ValueError(f"noise must have shape ({B}, 1, {r}, {r}), got {getattr(noise, 'shape', type(noise).__name__)}")
         sentence, content, slot_logits = self.text(tokens)
         if positions is None:
             positions = self.sample_layout(z, sentence, slot_logits)
         style = self.style(style_images)
-        if noise is not None and (not isinstance(noise, torch.Tensor) or tuple(noise.shape) != (B, 1, r, r)):
-            raise ValueError(f"noise must have shape ({B}, 1, {r}, {r}), got {getattr(noise, 'shape', type(noise).__name__)}")
         image, occ = self.draw(slot_logits, positions, style, return_occupancy=True, noise=noise)
         if return_aux:
             return image, {"slot_logits": slot_logits, "sentence": sentence, "positions": positions, "style": style,

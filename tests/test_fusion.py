@@ -192,6 +192,33 @@ def test_training_step_and_batches():
     assert gap == pytest.approx(2.0 * runs[0.0]["cls_real"][0], rel=1e-4, abs=1e-5)
 
 
+def test_pooled_l1_compares_averages_and_leaves_pixel_grain_alone():
+    """rec_pool = k scores |avgpool_k(F) - avgpool_k(truth)|: never more than the per-pixel L1
+    (the mean of a difference is at most the mean of its size), and blind to zero-mean grain."""
+    runs = {}
+    for k in (1, 2):
+        torch.manual_seed(0)  # the same F, D and batch: the first step's picture is the same
+        runs[k] = fu.train_fusion(fu.FusionGAN(fu.FusionConfig(g_width=8, d_width=8)), fu.fusion_batches(4),
+                                  steps=1, device="cpu", step_kwargs={"rec_pool": k})
+    assert 0 < runs[2]["l1"][0] < runs[1]["l1"][0]
+    grain = torch.tensor([[1.0, -1.0], [-1.0, 1.0]]).repeat(32, 32) * 0.1  # a checkerboard, zero per 2 x 2
+    x = torch.rand(1, 3, 64, 64)
+    pooled = torch.nn.functional.avg_pool2d(x + grain, 2) - torch.nn.functional.avg_pool2d(x, 2)
+    assert pooled.abs().max() < 1e-6 and ((x + grain) - x).abs().mean() == pytest.approx(0.1)
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="rec_pool must be a positive int"):
+            fu.train_fusion(fu.FusionGAN(fu.FusionConfig(g_width=8, d_width=8)), fu.fusion_batches(4),
+                            steps=1, device="cpu", step_kwargs={"rec_pool": bad})
+    assert fu.step_kwargs({"rec_pool": 2, "steps": 3}) == {"rec_pool": 2}
+
+
+def test_refine_budget_overrides_loss_weights_for_the_second_phase_only():
+    b = {"refine_steps": 5, "refine_lr": 1e-4, "lambda_cls": 0.0, "refine_lambda_cls": 0.5, "refine_rec_pool": 1,
+         "rec_pool": 2}
+    assert fu.refine_budget(b)["losses"] == {"lambda_cls": 0.5, "rec_pool": 1}
+    assert fu.step_kwargs(b) == {"lambda_cls": 0.0, "rec_pool": 2}  # the first phase keeps its own
+
+
 def test_noise_input_starts_silent_is_seeded_and_is_trained():
     torch.manual_seed(0)
     model = fu.FusionGAN(fu.FusionConfig(g_width=8, d_width=8, width_64=6, noise=True))
@@ -298,7 +325,7 @@ def test_config_for_takes_widths_and_calibration_from_the_budget():
 def test_refine_budget_reads_and_checks_the_second_phase():
     assert fu.refine_budget({"steps": 3}) is None and fu.refine_budget({"refine_steps": 0}) is None
     assert fu.refine_budget({"refine_steps": 5, "refine_lr": 1e-4}) == {"steps": 5, "lr": 1e-4,
-                                                                        "occupancy_calibration": 1.0, "ema": 0.0}
+                                                                        "occupancy_calibration": 1.0, "ema": 0.0, "losses": {}}
     assert fu.refine_budget({"refine_steps": 5, "refine_lr": 1e-4, "refine_ema": 0.99})["ema"] == 0.99
     with pytest.raises(ValueError, match="refine_ema must be a decay in"):
         fu.refine_budget({"refine_steps": 5, "refine_lr": 1e-4, "refine_ema": 1.0})

@@ -837,8 +837,7 @@ def fusion_step(t, batch: dict[str, torch.Tensor], step: int, *, lambda_rec: flo
         phi_fake = D.features(fake)
         adv = -D.project(phi_fake, y, tokens).mean()
         cls_fake = Fn.cross_entropy(D.style_logits(phi_fake), y)
-        rec = (Fn.avg_pool2d(fake, rec_pool) - Fn.avg_pool2d(x, rec_pool)).abs().mean() if rec_pool > 1 \
-            else (fake - x).abs().mean()
+        rec = (Fn.avg_pool2d(fake, rec_pool) - Fn.avg_pool2d(x, rec_pool)).abs().mean()  # rec_pool 1: per pixel
         slot = Fn.cross_entropy(aux["slot_logits"].flatten(0, 1), slots.flatten())
         mask = mask_loss(aux["occupancy"], batch["masks"], slots, pos_weight=mask_pos_weight)
         mu, logvar = F.encode_layout(pos, aux["sentence"])
@@ -1009,8 +1008,7 @@ def refine_budget(budget: dict[str, Any]) -> dict[str, Any] | None:
     ema = budget.get("refine_ema", 0.0)
     if isinstance(ema, bool) or not isinstance(ema, (int, float)) or not 0.0 <= ema < 1.0:
         raise ValueError(f"refine_ema must be a decay in [0, 1) (0: no average), got {ema!r}")
-    names = set(inspect.signature(fusion_step).parameters) - {"t", "batch", "step"}
-    losses = {k[len("refine_"):]: v for k, v in budget.items() if k.startswith("refine_") and k[len("refine_"):] in names}
+    losses = step_kwargs({k[len("refine_"):]: v for k, v in budget.items() if k.startswith("refine_")})
     return {"steps": steps, "lr": float(lr), "occupancy_calibration": float(calibration), "ema": float(ema),
             "losses": losses}
 

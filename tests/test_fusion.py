@@ -392,3 +392,46 @@ def test_shipped_checkpoint_loads_if_present():
     F = fu.load_fusion(device="cpu")
     out = fu.fuse(F, SENTENCES, torch.rand(2, 3, 48, 48))
     assert out.shape == (2, 3, 64, 64) and 0 <= out.min() and out.max() <= 1
+
+
+def test_r1_penalty_is_the_squared_gradient_of_the_real_score():
+    """lambda_r1 adds lambda / 2 * E ||d D(x, y, s) / d x||^2 on the real pictures to D's loss (checked
+    against the gradient taken here by hand), and nothing when it is 0."""
+    runs = {}
+    for lam in (0.0, 4.0):
+        torch.manual_seed(0)
+        runs[lam] = fu.train_fusion(fu.FusionGAN(fu.FusionConfig(g_width=8, d_width=8)), fu.fusion_batches(4),
+                                    steps=1, device="cpu", step_kwargs={"lambda_r1": lam})
+    assert runs[0.0]["r1"][0] == 0.0 and runs[4.0]["r1"][0] > 0
+    torch.manual_seed(0)
+    D = fu.FusionGAN(fu.FusionConfig(g_width=8, d_width=8)).D  # the same initial D as both runs
+    batch = fu.fusion_batches(4)(0)
+    x = batch["image"].clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(D.project(D.features(x), batch["style"], batch["tokens"]).sum(), x)
+    assert runs[4.0]["r1"][0] == pytest.approx(grad.square().sum((1, 2, 3)).mean().item(), rel=1e-4)
+    gap = runs[4.0]["loss_D"][0] - runs[0.0]["loss_D"][0]
+    assert gap == pytest.approx(0.5 * 4.0 * runs[4.0]["r1"][0], rel=1e-4, abs=1e-6)
+    for bad in (-1.0, True, "1"):
+        with pytest.raises(ValueError, match="lambda_r1 must be a non-negative number"):
+            fu.train_fusion(fu.FusionGAN(fu.FusionConfig(g_width=8, d_width=8)), fu.fusion_batches(4),
+                            steps=1, device="cpu", step_kwargs={"lambda_r1": bad})
+
+
+def test_d_lr_scale_sets_the_discriminators_rate():
+    """Adam's first step moves every parameter by about the rate, so D's largest move scales with
+    d_lr_scale while F's does not."""
+    moves = {}
+    for scale in (1.0, 0.25):
+        torch.manual_seed(0)
+        model = fu.FusionGAN(fu.FusionConfig(g_width=8, d_width=8))
+        before = {n: [p.detach().clone() for p in getattr(model, n).parameters()] for n in ("F", "D")}
+        fu.train_fusion(model, fu.fusion_batches(4), steps=4, lr=1e-3, device="cpu", d_lr_scale=scale)
+        moves[scale] = {n: max((p.detach() - q).abs().max().item() for p, q in zip(getattr(model, n).parameters(),
+                                                                                  before[n]))
+                        for n in ("F", "D")}
+    assert moves[0.25]["D"] / moves[1.0]["D"] == pytest.approx(0.25, rel=0.2)
+    assert moves[0.25]["F"] / moves[1.0]["F"] > 0.5
+    for bad in (0, -1.0, True):
+        with pytest.raises(ValueError, match="d_lr_scale must be a positive number"):
+            fu.train_fusion(fu.FusionGAN(fu.FusionConfig(g_width=8, d_width=8)), fu.fusion_batches(4),
+                            steps=1, device="cpu", d_lr_scale=bad)

@@ -247,6 +247,30 @@ def test_noise_input_starts_silent_is_seeded_and_is_trained():
     assert fu.config_for({"width": 8, "d_width": 6, "noise": True}).noise is True
 
 
+def test_style_norm_fixes_the_style_codes_length():
+    """With style_norm the code's root mean square is 1 for any picture, and lengthening the
+    encoder's output (the runaway of a collapsed run, StyleEncoder's docstring) leaves the code
+    unchanged; without it (the default) the code grows with the weights."""
+    torch.manual_seed(0)
+    pictures = torch.rand(5, 3, 64, 64)
+    normed = fu.StyleEncoder(fu.FusionConfig(style_norm=True))
+    plain = fu.StyleEncoder(fu.FusionConfig())
+    plain.load_state_dict(normed.state_dict())  # the same weights; no new parameters
+    with torch.no_grad():
+        code, raw = normed(pictures), plain(pictures)
+        assert code.square().mean(1).sqrt() == pytest.approx(torch.ones(5), abs=1e-5)
+        assert torch.allclose(code, raw / raw.square().mean(1, keepdim=True).sqrt(), atol=1e-5)
+        for p in normed.out.parameters():
+            p.mul_(3.0)
+        plain.load_state_dict(normed.state_dict())
+        assert torch.allclose(normed(pictures), code, atol=1e-5)
+        assert torch.allclose(plain(pictures), 3 * raw, atol=1e-5)
+    assert fu.config_for({"width": 8, "d_width": 6, "style_norm": True}).style_norm is True
+    assert fu.config_for({"width": 8, "d_width": 6}).style_norm is False
+    with pytest.raises(ValueError, match="style_norm must be True or False"):
+        fu.FusionConfig(style_norm=1)
+
+
 def test_mask_loss_weighting_and_calibration():
     """pos_weight = 1 is torch's plain binary cross-entropy; w > 1 moves the loss's minimum at a
     pixel that is inside with probability p from p to w·p / (w·p + 1 − p) (the dilation)."""

@@ -151,6 +151,9 @@ class FusionConfig:
     # random at every pixel, like sketch's and watercolour's paper grain. False: the shipped F
     # (full recipe, as above, seed 0: 78.6 / 78.3 % at width_64 12; 48.4 / 75.2 % at 24: not yet a gain)
     noise: bool = False
+    # the style code divided by its root mean square (StyleGAN's pixel norm, Karras et al. 2019), so
+    # its length is fixed at sqrt(style_dim): see StyleEncoder. False: the shipped F before it
+    style_norm: bool = False
 
     def __post_init__(self) -> None:
         if self.resolution != 64:
@@ -171,6 +174,8 @@ class FusionConfig:
             raise ValueError(f"outlines must be True or False, got {self.outlines!r}")
         if not isinstance(self.noise, bool):
             raise ValueError(f"noise must be True or False, got {self.noise!r}")
+        if not isinstance(self.style_norm, bool):
+            raise ValueError(f"style_norm must be True or False, got {self.style_norm!r}")
         if isinstance(self.occupancy_calibration, bool) or not isinstance(self.occupancy_calibration, (int, float)) \
                 or not self.occupancy_calibration >= 1:
             raise ValueError("occupancy_calibration must be a number >= 1 (the mask loss's pos_weight; 1 = none), "
@@ -210,10 +215,20 @@ class TextEncoder(nn.Module):
 
 class StyleEncoder(nn.Module):
     """style image (B, 3, 64, 64) in [0, 1] → style code (B, style_dim): strided convolutions,
-    then each channel's mean and standard deviation (AdaIN's style statistics) → linear."""
+    then each channel's mean and standard deviation (AdaIN's style statistics) → linear; with
+    ``config.style_norm``, divided by its root mean square.
+
+    Why the norm: in a full-recipe run that collapsed (seed 2, D at half F's rate; one CPU thread),
+    the L1's gradient on this encoder grew from about 1 at step 900 to 2.4 at step 1,000, and then
+    over twenty steps Adam lengthened all four of its layers together (their weights' norm 9.8 ->
+    12.8), a product that multiplied the codes' length from about 4 to 119 by step 1,100. AdaIN's
+    scales and shifts followed, the blocks' ReLUs went dead or saturated, L1 jumped from 0.024
+    to 0.12, and its gradient on the encoder fell to 0.06, so nothing pulled F back. With the
+    code's length fixed, scaling the encoder's weights changes nothing downstream."""
 
     def __init__(self, config: FusionConfig) -> None:
         super().__init__()
+        self.normalize = config.style_norm
         w = 16
         self.net = nn.Sequential(
             nn.Conv2d(3, w, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True),  # (B, w, 32, 32)
@@ -225,7 +240,10 @@ class StyleEncoder(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         h = self.net(images * 2 - 1)  # (B, 4w, 8, 8)
         stats = torch.cat([h.mean((2, 3)), h.flatten(2).std(-1)], 1)  # (B, 8w)
-        return self.out(stats)  # (B, style_dim)
+        code = self.out(stats)  # (B, style_dim)
+        if self.normalize:  # pixel norm: unit root mean square, length sqrt(style_dim)
+            code = code * torch.rsqrt(code.square().mean(1, keepdim=True) + 1e-8)
+        return code
 
 
 class AdaINBlock(nn.Module):
@@ -987,7 +1005,7 @@ def config_for(budget: dict[str, Any]) -> FusionConfig:
     (default 1: the object map draws the raw occupancy; :func:`calibrate_occupancy`)."""
     return FusionConfig(g_width=budget["width"], d_width=budget["d_width"], width_64=int(budget.get("width_64", 12)),
                         occupancy_calibration=float(budget.get("occupancy_calibration", 1.0)),
-                        noise=budget.get("noise", False))
+                        noise=budget.get("noise", False), style_norm=budget.get("style_norm", False))
 
 
 def drawing_blocks(F: FusionGenerator) -> nn.ModuleList:

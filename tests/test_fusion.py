@@ -171,6 +171,21 @@ def test_spread_layout_separates_objects_and_keeps_directions():
     assert torch.equal(fu.spread_layout(far, present & torch.tensor([[1, 1, 0, 0, 0, 0]]).bool()), far)  # never shrinks
 
 
+def test_spread_layout_fits_the_canvas_without_undoing_the_gap():
+    """A spread layout that runs off the canvas is moved back as a whole (a clamp of each object
+    would push the objects on that side onto one another); one wider than the canvas is shrunk."""
+    present = torch.tensor([[True, True, False, False, False, False]])
+    near_edge = torch.tensor([[[0.5, 0.0], [0.7, 0.1], [0, 0], [0, 0], [0, 0], [0, 0]]])
+    out = fu.spread_layout(near_edge, present, min_gap=0.6, limit=0.72)[0, :2]
+    assert (out[1] - out[0]).norm() == pytest.approx(0.6, abs=1e-5)  # a clamp left 0.43
+    assert out.abs().max() <= 0.72 + 1e-6 and out[1, 0] == pytest.approx(0.72)
+    assert out[0, 0] < out[1, 0] and out[0, 1] < out[1, 1]  # the directions are kept
+    wide = torch.tensor([[[-1.0, 0.0], [1.0, 0.0], [0, 0], [0, 0], [0, 0], [0, 0]]])
+    assert torch.allclose(fu.spread_layout(wide, present, limit=0.72)[0, :2, 0], torch.tensor([-0.72, 0.72]))
+    alone = fu.spread_layout(near_edge, torch.zeros(1, 6, dtype=torch.bool))  # nothing present: only the clamp
+    assert torch.equal(alone, near_edge.clamp(-0.72, 0.72))
+
+
 def test_training_step_and_batches():
     batch = fu.fusion_batches(4)(0)
     assert batch["image"].shape == batch["style_ref"].shape == (4, 3, 64, 64)

@@ -248,22 +248,25 @@ BUDGETS: dict[str, dict[str, dict[str, Any]]] = {
     # CPU-trained shipment (about half an hour of one CPU thread); lambda_* weight F's losses;
     # refine_* = a second phase at a quarter of the rate from where the first ended (fusion.refine_budget);
     # width_64 = channels of F's 64 px block; rec_pool 2 = the L1 is taken on 2 x 2 average-pooled
-    # pictures, so paper grain is left to the adversarial term (fusion.fusion_step)
+    # pictures, so paper grain is left to the adversarial term (fusion.fusion_step); style_norm = the
+    # style code at unit RMS (fusion.StyleEncoder: without it seed 1 of this recipe collapsed, and
+    # seed 2 with D at half rate)
     "fusion": {
         "fast": {"steps": 3, "batch_size": 4, "lr": 2e-3, "width": 8, "d_width": 8, "lambda_rec": 20.0,
                  "lambda_adv": 0.5, "eval": 12, "refine_steps": 2, "refine_lr": 5e-4, "refine_ema": 0.5,
-                 "width_64": 12, "rec_pool": 2},
+                 "width_64": 12, "rec_pool": 2, "style_norm": True},
         "full": {"steps": 3000, "batch_size": 16, "lr": 2e-3, "width": 24, "width_64": 24, "d_width": 16,
-                 "lambda_rec": 20.0, "lambda_adv": 0.5, "rec_pool": 2, "eval": 480, "refine_steps": 1000,
-                 "refine_lr": 5e-4, "refine_ema": 0.99},
+                 "lambda_rec": 20.0, "lambda_adv": 0.5, "rec_pool": 2, "style_norm": True, "eval": 480,
+                 "refine_steps": 1000, "refine_lr": 5e-4, "refine_ema": 0.99},
     },
     # chapter 7's live demo: a short run of the same recipe in the notebook (the good F is shipped);
     # eval = scenes the demo's F is scored on; per_style = held-out scenes per target style (section 7)
     "fusion_demo": {
         "fast": {"steps": 12, "batch_size": 8, "lr": 2e-3, "width": 8, "d_width": 8, "lambda_rec": 20.0,
-                 "lambda_adv": 0.5, "width_64": 12, "rec_pool": 2, "eval": 36, "per_style": 24},
+                 "lambda_adv": 0.5, "width_64": 12, "rec_pool": 2, "style_norm": True, "eval": 36, "per_style": 24},
         "full": {"steps": 1600, "batch_size": 16, "lr": 2e-3, "width": 24, "width_64": 24, "d_width": 16,
-                 "lambda_rec": 20.0, "lambda_adv": 0.5, "rec_pool": 2, "eval": 480, "per_style": 100},
+                 "lambda_rec": 20.0, "lambda_adv": 0.5, "rec_pool": 2, "style_norm": True, "eval": 480,
+                 "per_style": 100},
     },
     # chapter 5's baselines (spokenstyle.stylization): Gram (Gatys) and AdaIN optimisation steps,
     # n = pictures restyled per pair, width = RandomFeatures channels; eval = scenes that score

@@ -474,3 +474,32 @@ def test_d_lr_scale_sets_the_discriminators_rate():
         with pytest.raises(ValueError, match="d_lr_scale must be a positive number"):
             fu.train_fusion(fu.FusionGAN(fu.FusionConfig(g_width=8, d_width=8)), fu.fusion_batches(4),
                             steps=1, device="cpu", d_lr_scale=bad)
+
+
+def test_evaluate_scores_validation_scenes_that_training_never_draws():
+    """split="validation" scores other scenes than the test split (the real renders the judge sees
+    differ), a bad split is refused, and no training run of a runtime seed below 30 (4,000 steps of
+    16, both phases) draws a scene from the validation block."""
+    from types import SimpleNamespace
+
+    seen = []
+
+    def judge(images):
+        seen.append(images.clone())
+        return torch.zeros(len(images), 6), torch.zeros(len(images), 6, 13)
+
+    features = lambda images: SimpleNamespace(style_logits=torch.zeros(len(images), 6))  # noqa: E731
+    judge.parameters = features.parameters = lambda: iter([torch.zeros(1)])
+    F = fu.FusionGenerator(fu.FusionConfig(g_width=8, d_width=8)).eval()
+    out = {split: fu.evaluate(F, judge, features, n=4, split=split) for split in ("test", "validation")}
+    real_test, real_val = seen[1], seen[5]  # the second call of each evaluation is the real render
+    assert not torch.equal(real_test, real_val)
+    assert out["test"]["n"] == out["validation"]["n"] == 4 and 0 <= out["validation"]["attr_match"] <= 1
+    with pytest.raises(ValueError, match="split must be 'test' or 'validation'"):
+        fu.evaluate(F, judge, features, n=4, split="train")
+    from spokenstyle.data.datasets import _step_seeds
+
+    for run_seed in range(31):
+        for step in (0, 3999):
+            drawn = _step_seeds("train", step, 16, run_seed, stride=2)
+            assert drawn.max() + 1 < fu.VALIDATION_START or drawn.min() >= fu.VALIDATION_START + 10_000

@@ -503,3 +503,25 @@ def test_evaluate_scores_validation_scenes_that_training_never_draws():
         for step in (0, 3999):
             drawn = _step_seeds("train", step, 16, run_seed, stride=2)
             assert drawn.max() + 1 < fu.VALIDATION_START or drawn.min() >= fu.VALIDATION_START + 10_000
+
+
+def test_fusion_runs_rule_picks_by_validation_within_the_style_target():
+    """benchmarks/fusion_runs.py's rule: the best validation attribute match among runs at or above
+    the style target on validation; the test scores play no part; no run in style: the best match."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "fusion_runs.py"
+    spec = importlib.util.spec_from_file_location("fusion_runs", path)
+    runs_module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(runs_module)
+
+    def run(name, attr, style, test_attr):
+        return {"folder": name, "validation": {"attr_match": attr, "style_acc": style},
+                "test": {"attr_match": test_attr, "style_acc": style}}
+
+    runs = [run("a", 0.90, 0.85, 0.99), run("b", 0.86, 0.92, 0.80), run("c", 0.84, 0.97, 0.95)]
+    assert runs_module.choose(runs)["folder"] == "b"  # "a" is out of style, and test scores are ignored
+    assert runs_module.choose([runs[0], run("d", 0.70, 0.80, 0.9)])["folder"] == "a"
+    with pytest.raises(ValueError, match="no candidate runs"):
+        runs_module.choose([])

@@ -153,7 +153,8 @@ class FusionConfig:
     # (full recipe, as above, seed 0: 78.6 / 78.3 % at width_64 12; 48.4 / 75.2 % at 24: not yet a gain)
     noise: bool = False
     # the style code divided by its root mean square (StyleGAN's pixel norm, Karras et al. 2019), so
-    # its length is fixed at sqrt(style_dim): see StyleEncoder. False: the shipped F before it
+    # its length is fixed at sqrt(style_dim): see StyleEncoder. The recipe sets it; False is the default
+    # so that checkpoints from before it (whose manifests lack the field) load unchanged
     style_norm: bool = False
 
     def __post_init__(self) -> None:
@@ -225,7 +226,10 @@ class StyleEncoder(nn.Module):
     12.8), a product that multiplied the codes' length from about 4 to 119 by step 1,100. AdaIN's
     scales and shifts followed, the blocks' ReLUs went dead or saturated, L1 jumped from 0.024
     to 0.12, and its gradient on the encoder fell to 0.06, so nothing pulled F back. With the
-    code's length fixed, scaling the encoder's weights changes nothing downstream."""
+    code's length fixed, scaling the encoder's weights changes nothing downstream. Runs of the
+    full recipe without it (one CPU thread each): seeds 0 and 2 trained, seed 1 ended unstable
+    (L1 0.03 to 0.045, against 0.013) and seed 3 collapsed (L1 0.02 -> 0.2 near step 1,600).
+    With it, none of the recipe's runs collapsed (``benchmarks/fusion_runs.py`` scores them all)."""
 
     def __init__(self, config: FusionConfig) -> None:
         super().__init__()
@@ -848,15 +852,19 @@ def fusion_step(t, batch: dict[str, torch.Tensor], step: int, *, lambda_rec: flo
     predicts and a per-pixel L1 pulls to a clean sheet) is left to the adversarial term alone.
     Full recipe with ``width_64`` 24 (one CPU thread, 480 held-out scenes, spoken sentences;
     attribute match / style): per-pixel L1 87.0 / 79.8 % (seed 0) and 88.2 / 72.9 % (seed 1);
-    ``rec_pool`` 2: 88.3 / 91.9 % (seed 0, shipped), 51.4 / 75.4 % (seed 1: unstable,
-    its L1 ending near 0.03 against 0.013) and 84.1 / 97.5 % (seed 2).
+    ``rec_pool`` 2: 88.3 / 91.9 % (seed 0, shipped until the style code was normalised), 51.4 /
+    75.4 % (seed 1: unstable, its L1 ending near 0.03 against 0.013) and 84.1 / 97.5 % (seed 2),
+    all scored before :func:`spread_layout` fitted layouts into the canvas (which added 1.4 points
+    to seed 0's attribute match).
     ``lambda_r1`` > 0 adds the R1 penalty (Mescheder et al. 2018) to D's loss: ``lambda_r1 / 2``
     times the squared gradient norm of D's score on the real pictures (with their own sentence),
     which keeps D flat around the data so F is not pushed off it by a steep discriminator.
     Seed 1 of the shipped recipe (the unstable one above), one CPU thread each, two runs side by
     side: ``lambda_r1`` 1 gave 75.1 / 93.3 % (L1 0.016: stable, but shapes lost); D at half F's
-    rate instead (``d_lr_scale`` 0.5 of :func:`train_fusion`) gave 88.2 / 94.6 % (L1 0.013), the
-    candidate fix; not yet run on other seeds, so the budget keeps D at F's rate.
+    rate instead (``d_lr_scale`` 0.5 of :func:`train_fusion`) gave 88.2 / 94.6 % (L1 0.013); on
+    seed 0 it gave 84.4 / 96.7 %, and seed 2 collapsed near step 1,000 (L1 0.024 -> 0.12), which
+    is how the style encoder's runaway was found (:class:`StyleEncoder`). The budget keeps D at
+    F's rate and fixes the style code's length instead (``FusionConfig.style_norm``).
     """
     if isinstance(lambda_r1, bool) or not isinstance(lambda_r1, (int, float)) or not lambda_r1 >= 0:
         raise ValueError(f"lambda_r1 must be a non-negative number (0: no R1 penalty), got {lambda_r1!r}")

@@ -173,17 +173,32 @@ def test_spread_layout_separates_objects_and_keeps_directions():
 
 def test_spread_layout_fits_the_canvas_without_undoing_the_gap():
     """A spread layout that runs off the canvas is moved back as a whole (a clamp of each object
-    would push the objects on that side onto one another); one wider than the canvas is shrunk."""
+    would push the objects on that side onto one another); one wider than the canvas is shrunk,
+    keeping its order; a close pair beside a far object is pushed apart along its own line."""
     present = torch.tensor([[True, True, False, False, False, False]])
     near_edge = torch.tensor([[[0.5, 0.0], [0.7, 0.1], [0, 0], [0, 0], [0, 0], [0, 0]]])
     out = fu.spread_layout(near_edge, present, min_gap=0.6, limit=0.72)[0, :2]
     assert (out[1] - out[0]).norm() == pytest.approx(0.6, abs=1e-5)  # a clamp left 0.43
     assert out.abs().max() <= 0.72 + 1e-6 and out[1, 0] == pytest.approx(0.72)
     assert out[0, 0] < out[1, 0] and out[0, 1] < out[1, 1]  # the directions are kept
-    wide = torch.tensor([[[-1.0, 0.0], [1.0, 0.0], [0, 0], [0, 0], [0, 0], [0, 0]]])
-    assert torch.allclose(fu.spread_layout(wide, present, limit=0.72)[0, :2, 0], torch.tensor([-0.72, 0.72]))
+    three = present | torch.tensor([[False, False, True, False, False, False]])
+    wide = torch.tensor([[[-1.0, 0.0], [0.4, 0.0], [1.0, 0.0], [0, 0], [0, 0], [0, 0]]])
+    x = fu.spread_layout(wide, three, limit=0.72, iterations=0)[0, :3, 0]
+    assert torch.allclose(x, torch.tensor([-0.72, 0.288, 0.72]), atol=1e-5)  # shrunk (a clamp keeps 0.4)
+    x = fu.spread_layout(wide, three, limit=0.72)[0, :3, 0]  # then the last pair, 0.43 apart, is pushed apart
+    assert torch.allclose(x, torch.tensor([-0.72, 0.12, 0.72]), atol=1e-4)
+    pair_and_far = torch.tensor([[[0.0, 0.0], [0.03, 0.0], [0.7, 0.0], [0, 0], [0, 0], [0, 0]]])
+    q = fu.spread_layout(pair_and_far, three, min_gap=0.6, limit=0.72)[0, :3]
+    gaps = torch.cdist(q, q) + torch.eye(3) * 9
+    assert gaps.min() >= 0.6 - 1e-3 and q.abs().max() <= 0.72 + 1e-6  # without step 3: 0.06 apart
+    assert q[0, 0] < q[1, 0] < q[2, 0]  # left of stays left of
+    same = torch.tensor([[[0.2, 0.2], [0.2, 0.2], [0, 0], [0, 0], [0, 0], [0, 0]]])
+    r = fu.spread_layout(same, present)[0, :2]  # one point: no line between them, pushed apart along x
+    assert (r[0] - r[1]).norm() >= 0.6 - 1e-3 and torch.isfinite(r).all()
     alone = fu.spread_layout(near_edge, torch.zeros(1, 6, dtype=torch.bool))  # nothing present: only the clamp
     assert torch.equal(alone, near_edge.clamp(-0.72, 0.72))
+    with pytest.raises(ValueError, match="iterations must be a non-negative int"):
+        fu.spread_layout(near_edge, present, iterations=-1)
 
 
 def test_training_step_and_batches():

@@ -396,41 +396,68 @@ def outlines(alpha: torch.Tensor) -> torch.Tensor:
     return (dilated - eroded).view_as(alpha)
 
 
-def spread_layout(positions: torch.Tensor, present: torch.Tensor, *, min_gap: float = 0.6,
-                  limit: float = 0.72) -> torch.Tensor:
-    """Scales each layout about the centre of its present objects until the closest two are
-    ``min_gap`` apart (never shrinking it), then fits it into ``[-limit, limit]``: moved, and
-    along an axis where it is still wider than that, shrunk about its middle: (B, 6, 2), (B, 6) → (B, 6, 2).
-
-    Scaling keeps every direction between objects, so "left of" stays left of; it only removes the
-    overlaps that a layout code drawn from the prior can produce. Fitting by a move, not a clamp
-    of each object, keeps the gap: clamping a spread layout that ran off the canvas pushed the
-    objects on that side back onto one another (on 480 held-out scenes, 102 of F's 977 objects
-    ended closer than 0.5 to another, and the judge read 54 % of those right against 85 % of the
-    rest; fitting raised the attribute match of every checkpoint we had by 0.6 to 2.3 points).
-    Only a layout wider than ``2 * limit`` is shrunk, which three objects ``min_gap`` apart never need.
-    """
-    m = present.float()[..., None]  # (B, 6, 1)
-    n = m.sum(1).clamp(min=1)  # (B, 1)
-    centre = (positions * m).sum(1, keepdim=True) / n[:, None]  # (B, 1, 2)
-    d = torch.cdist(positions, positions)  # (B, 6, 6)
-    pair = present[:, :, None] & present[:, None, :] & ~torch.eye(positions.shape[1], dtype=torch.bool,
-                                                                   device=positions.device)
-    closest = d.masked_fill(~pair, float("inf")).flatten(1).amin(1)  # (B,), inf with < 2 objects
-    scale = (min_gap / closest.clamp(min=1e-3)).clamp(min=1.0, max=20.0)[:, None, None]  # (B, 1, 1)
-    spread = centre + (positions - centre) * scale
-    # the present objects' bounding box (B, 1, 2); an empty layout gets a box at the origin
+def _fit_layout(positions: torch.Tensor, present: torch.Tensor, limit: float) -> torch.Tensor:
+    """Moves each layout's present objects as a whole into ``[-limit, limit]``, shrinking it about
+    its middle only along an axis where it is wider than that (every direction between objects kept)."""
     inside = present[..., None]
-    lo = torch.where(inside, spread, torch.inf).amin(1, keepdim=True)
-    hi = torch.where(inside, spread, -torch.inf).amax(1, keepdim=True)
-    some = present.any(1)[:, None, None]
+    lo = torch.where(inside, positions, torch.inf).amin(1, keepdim=True)  # (B, 1, 2) bounding box
+    hi = torch.where(inside, positions, -torch.inf).amax(1, keepdim=True)
+    some = present.any(1)[:, None, None]  # an empty layout gets a box at the origin
     lo, hi = torch.where(some, lo, 0.0), torch.where(some, hi, 0.0)
     mid, half = (lo + hi) / 2, (hi - lo) / 2
     shrink = (limit / half.clamp(min=1e-6)).clamp(max=1.0)  # 1 unless wider than the canvas allows
     half = half * shrink
     shift = (-limit - (mid - half)).clamp(min=0) - (mid + half - limit).clamp(min=0)
-    fitted = mid + (spread - mid) * shrink + shift
-    return torch.where(inside, fitted, positions).clamp(-limit, limit)  # the clamp moves absent colours only
+    return mid + (positions - mid) * shrink + shift
+
+
+def spread_layout(positions: torch.Tensor, present: torch.Tensor, *, min_gap: float = 0.6,
+                  limit: float = 0.72, iterations: int = 20) -> torch.Tensor:
+    """Test-time layout clean-up: (B, 6, 2) positions, (B, 6) which colours are present → (B, 6, 2)
+    with the present objects at least ``min_gap`` apart inside ``[-limit, limit]``.
+
+    1. Scale each layout about the centre of its present objects until the closest two are
+       ``min_gap`` apart (never shrinking it): every direction between objects is kept, so
+       "left of" stays left of.
+    2. Fit it into the canvas by moving it as a whole (:func:`_fit_layout`), not by clamping each
+       object: a clamp pushed the objects near an edge back onto one another.
+    3. A close pair beside a far object still ends too close (the spread that separates the pair
+       throws the other off the canvas, and fitting shrinks it back), so up to ``iterations``
+       rounds push every pair closer than ``min_gap`` apart along the line through them, by half
+       the shortfall each, and fit again. Each pair keeps its own direction; another pair's may
+       move a little (one sign of one axis in several hundred pairs, in the measurement below).
+
+    Measured on layouts of two or more objects: with the clamp of the first version, the closest
+    pair ended nearer than 0.6 in 82 of the shipped F's 331 test-scene layouts (and in one run of
+    the recipe, seed 2, the judge read 54 % of the objects closer than 0.5 to another right,
+    against 85 % of the rest); with steps 1 and 2 alone, in 61 of 321 validation layouts
+    (``VALIDATION_START``); with step 3, in none. Attribute match on 480 validation scenes, the
+    recipe's four runs (seeds 0 to 3): 83.8, 87.7, 84.8 and 84.2 % with steps 1 and 2; 84.4,
+    89.4, 85.7 and 86.1 % with step 3.
+    """
+    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 0:
+        raise ValueError(f"iterations must be a non-negative int, got {iterations!r}")
+    K = positions.shape[1]
+    m = present.float()[..., None]  # (B, 6, 1)
+    n = m.sum(1).clamp(min=1)  # (B, 1)
+    centre = (positions * m).sum(1, keepdim=True) / n[:, None]  # (B, 1, 2)
+    pair = present[:, :, None] & present[:, None, :] & ~torch.eye(K, dtype=torch.bool, device=positions.device)
+    d = torch.cdist(positions, positions)  # (B, 6, 6)
+    closest = d.masked_fill(~pair, float("inf")).flatten(1).amin(1)  # (B,), inf with < 2 objects
+    scale = (min_gap / closest.clamp(min=1e-3)).clamp(min=1.0, max=20.0)[:, None, None]  # (B, 1, 1)
+    p = _fit_layout(centre + (positions - centre) * scale, present, limit)
+    # two objects at the same point have no line between them: push them apart along x, by index
+    idx = torch.arange(K, device=positions.device)
+    along_x = torch.stack([torch.sign(idx[:, None] - idx[None, :]).to(p.dtype), torch.zeros(K, K, device=p.device)], -1)
+    for _ in range(iterations):
+        diff = p[:, :, None] - p[:, None, :]  # (B, 6, 6, 2): from object j to object i
+        dist = diff.norm(dim=-1)
+        shortfall = (min_gap - dist).clamp(min=0) * pair / 2  # (B, 6, 6) each side moves half
+        if not bool((shortfall > 1e-6).any()):
+            break
+        unit = torch.where(dist[..., None] > 1e-6, diff / dist.clamp(min=1e-6)[..., None], along_x)
+        p = _fit_layout(p + (shortfall[..., None] * unit).sum(2), present, limit)
+    return torch.where(present[..., None], p, positions).clamp(-limit, limit)  # the clamp moves absent colours only
 
 
 # -- the generator -----------------------------------------------------------------------------

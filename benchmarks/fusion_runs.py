@@ -35,7 +35,7 @@ from spokenstyle import checkpoints, runtime
 from spokenstyle.models import fusion as fu
 from spokenstyle.models.features import feature_extractor
 
-STYLE_TARGET = 0.90  # the book's target-style accuracy target (BOOK.md section 8)
+STYLE_TARGET = 0.90  # the book's target-style accuracy for F (``../shared/BOOK.md`` §8)
 KEYS = ("attr_match", "scene_match", "style_acc")
 
 

@@ -249,8 +249,10 @@ BUDGETS: dict[str, dict[str, dict[str, Any]]] = {
     # refine_* = a second phase at a quarter of the rate from where the first ended (fusion.refine_budget);
     # width_64 = channels of F's 64 px block; rec_pool 2 = the L1 is taken on 2 x 2 average-pooled
     # pictures, so paper grain is left to the adversarial term (fusion.fusion_step); style_norm = the
-    # style code at unit RMS (fusion.StyleEncoder: without it seed 1 of this recipe collapsed, and
-    # seed 2 with D at half rate)
+    # style code at unit RMS (fusion.StyleEncoder: without it two of four runs of this recipe broke
+    # down, seeds 1 and 3, and so did seed 2 with D at half rate; with it none of four).
+    # `spokenstyle train fusion` makes one run; the shipped F is one of four (seeds 0-3), chosen on
+    # validation scenes by benchmarks/fusion_runs.py (chapter 7, section 7)
     "fusion": {
         "fast": {"steps": 3, "batch_size": 4, "lr": 2e-3, "width": 8, "d_width": 8, "lambda_rec": 20.0,
                  "lambda_adv": 0.5, "eval": 12, "refine_steps": 2, "refine_lr": 5e-4, "refine_ema": 0.5,

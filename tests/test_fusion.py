@@ -540,3 +540,16 @@ def test_fusion_runs_rule_picks_by_validation_within_the_style_target():
     assert runs_module.choose([runs[0], run("d", 0.70, 0.80, 0.9)])["folder"] == "a"
     with pytest.raises(ValueError, match="no candidate runs"):
         runs_module.choose([])
+
+
+def test_recipe_refuses_a_seed_whose_batches_reach_the_validation_scenes():
+    """The check equals drawing every batch (the same walk), passes the recipe's seeds and refuses
+    a run long enough to walk into the validation block (seed 31 starts 9 million seeds below it)."""
+    from spokenstyle.data.datasets import _step_seeds
+
+    batches = torch.cat([_step_seeds("train", k, 16, 31, stride=2) for k in range(5)])
+    assert torch.equal(batches, _step_seeds("train", 0, 5 * 16, 31, stride=2))  # what the check relies on
+    for seed in (0, 1, 2, 3, 30):
+        fu.check_clear_of_validation(seed, 4000, 16, 480)
+    with pytest.raises(ValueError, match="would train on validation scenes"):
+        fu.check_clear_of_validation(31, 300_000, 16, 480)

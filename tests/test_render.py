@@ -8,7 +8,8 @@ import torch
 from PIL import Image
 
 from spokenstyle import render
-from spokenstyle.data import STYLES, render as render_scenes, sample_scenes
+from spokenstyle.data import STYLES, colour_masks, render as render_scenes, sample_scenes
+from spokenstyle.data.datasets import split_seeds
 
 SENTENCE = "whoa, check out that big red ball hanging out right next to a tiny blue box!"
 
@@ -125,6 +126,7 @@ def test_palette_comes_from_the_target():
     (dict(picture=np.zeros((8, 8, 7))), ValueError),
     (dict(sentence=3), TypeError),
     (dict(layout="poster"), ValueError),
+    (dict(side="left"), ValueError),
     (dict(min_side=2), ValueError),
 ])
 def test_bad_arguments_are_clear_errors(bad, error):
@@ -132,3 +134,48 @@ def test_bad_arguments_are_clear_errors(bad, error):
     picture, sentence = kwargs.pop("picture"), kwargs.pop("sentence")
     with pytest.raises(error):
         render.typeset(picture, sentence, **kwargs)
+
+
+def _changed_rows(out: Image.Image, picture: Image.Image) -> np.ndarray:
+    """Which rows of the (upscaled) picture the bubble changed."""
+    base = np.asarray(picture.resize(out.size, Image.NEAREST)).astype(int)
+    return (np.abs(np.asarray(out).astype(int) - base).sum(-1) > 0).any(1)
+
+
+@pytest.mark.parametrize("object_rows, expected", [(slice(4, 28), "bottom"), (slice(36, 60), "top")])
+def test_auto_bubble_goes_where_less_is_drawn(object_rows, expected):
+    img = np.full((64, 64, 3), 235, dtype=np.uint8)  # pale paper ...
+    img[object_rows, 16:48] = (200, 30, 30)  # ... with one red object in the top or the bottom half
+    picture = Image.fromarray(img)
+    assert render.bubble_side(picture, 20, 3) == expected
+    out = render.typeset(picture, SENTENCE)
+    rows = _changed_rows(out, picture)
+    obj = np.zeros(64, dtype=bool)
+    obj[object_rows] = True
+    assert not rows[np.repeat(obj, 4)].any()  # the object is untouched (the tail ends short of it)
+    covered = rows[:128].mean() > rows[128:].mean()
+    assert covered == (expected == "top")
+    # forcing a side overrides the choice
+    forced = "top" if expected == "bottom" else "bottom"
+    rows = _changed_rows(render.typeset(picture, SENTENCE, side=forced), picture)
+    assert (rows[:128].mean() > rows[128:].mean()) == (forced == "top")
+
+
+def test_bubble_side_prefers_the_top_on_a_tie_and_checks_its_box():
+    blank = Image.new("RGB", (64, 64), (240, 240, 240))
+    assert render.bubble_side(blank, 20) == "top"
+    with pytest.raises(ValueError, match="box_height"):
+        render.bubble_side(blank, 65)
+    assert render.ink(blank).shape == (64, 64) and render.ink(blank).max() == 0
+
+
+@pytest.mark.parametrize("style", ["flat", "watercolour", "neon"])
+def test_auto_bubble_covers_fewer_objects_on_real_renders(style):
+    # the measurement in bubble_side's docstring, on 60 test scenes: a box of 42 % of the height
+    scenes = sample_scenes(split_seeds("test", torch.arange(60)).tolist())
+    masks, pictures = colour_masks(scenes, 64) > 0, render_scenes(scenes, [style] * 60, 64)
+    rows = {"top": slice(3, 29), "bottom": slice(35, 61)}
+    top = sum(m[rows["top"]].sum().item() for m in masks)
+    auto = sum(m[rows[render.bubble_side(p, 26, 3)]].sum().item() for m, p in zip(masks, pictures))
+    fewer = sum(min(m[r].sum().item() for r in rows.values()) for m in masks)
+    assert auto < 0.5 * top and auto <= fewer * 1.2

@@ -98,7 +98,7 @@ def _run(args: argparse.Namespace) -> int:
 
     runtime.seed_everything(args.seed)
     pipe = SpokenStylePipeline.from_pretrained(args.device)
-    out = pipe(args.source, args.target, seed=args.seed, layout=args.layout)
+    out = pipe(args.source, args.target, seed=args.seed, layout=args.layout, side=args.side)
     target = Path(args.out)
     if target.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"):
         raise ValueError(f"--out must name an image file (.png, .jpg, ...), got {args.out!r}")
@@ -137,6 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print every result as JSON")
     run.add_argument("--seed", type=int, default=0, help="seeds F's layout (and S's words, when its decoding samples)")
     run.add_argument("--layout", default="bubble", choices=("bubble", "band"), help="speech bubble or caption band")
+    run.add_argument("--side", default="auto", choices=("auto", "top", "bottom"),
+                     help="where the bubble goes (auto: the side with less drawn on it)")
     run.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: best available)")
     return parser
 

@@ -584,7 +584,7 @@ class SpokenStylePipeline:
     # -- the call --------------------------------------------------------------------------------
     @torch.no_grad()
     def __call__(self, source: Any, target: Any, *, seed: int = 0, target_style: Any = None,
-                 source_style: Any = None, layout: str = "bubble",
+                 source_style: Any = None, layout: str = "bubble", side: str = "auto",
                  return_dict: bool = True) -> SpokenStyleOutput | tuple:
         """Runs the five steps on B (source, target) pairs.
 
@@ -598,6 +598,8 @@ class SpokenStylePipeline:
             source_style: the source's style (picks the step-2 translator); default: the style
                 the judge reads in the source picture.
             layout: ``"bubble"`` or ``"band"`` (see :func:`spokenstyle.render.typeset`).
+            side: where the bubble goes: ``"auto"`` (the side with less drawn on it), ``"top"``
+                or ``"bottom"``.
             return_dict: ``False`` returns ``(pictures, sentences)``.
 
         Returns:
@@ -609,6 +611,8 @@ class SpokenStylePipeline:
             raise TypeError(f"seed must be an int, got {type(seed).__name__}")
         if layout not in render.LAYOUTS:
             raise ValueError(f"layout must be one of {render.LAYOUTS}, got {layout!r}")
+        if side not in render.BUBBLE_SIDES:
+            raise ValueError(f"side must be one of {render.BUBBLE_SIDES}, got {side!r}")
         # 1. the source (content) and the target (style)
         src = as_images(source, name="source")
         tgt = as_images(target, name="target")
@@ -647,7 +651,7 @@ class SpokenStylePipeline:
         if not isinstance(fused, torch.Tensor) or fused.dim() != 4 or fused.shape[:2] != (n, 3):
             raise ValueError(f"F returned {getattr(fused, 'shape', type(fused).__name__)}; expected ({n}, 3, H, W)")
         fused = fused.detach().float().cpu().clamp(0, 1)
-        pictures = [render.typeset(fused[i], sentences[i], layout=layout, palette_from=tgt[i]) for i in range(n)]
+        pictures = [render.typeset(fused[i], sentences[i], layout=layout, side=side, palette_from=tgt[i]) for i in range(n)]
 
         # 5. the judge scores the style, the critic T how spoken the sentence is
         fused_probs, fused_slots = judge_read(self.judge, fused)

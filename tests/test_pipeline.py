@@ -12,6 +12,7 @@ from PIL import Image
 from torch import nn
 
 from spokenstyle import checkpoints, pipeline
+from spokenstyle import render as render_mod
 from spokenstyle.captioning import captioner_config, classifier_config
 from spokenstyle.data import STYLES, render, sample_scenes
 from spokenstyle.models.captioner import Captioner
@@ -149,6 +150,8 @@ def test_an_unreadable_file_is_a_value_error(tmp_path):
 def test_call_validates_its_arguments(pipe):
     with pytest.raises(ValueError, match="layout"):
         pipe(scene(), scene(), layout="poster")
+    with pytest.raises(ValueError, match="side"):
+        pipe(scene(), scene(), side="left")
     with pytest.raises(TypeError, match="seed"):
         pipe(scene(), scene(), seed=1.5)
     with pytest.raises(ValueError, match="target_style"):
@@ -166,6 +169,14 @@ def test_target_style_given_is_scored(pipe):
     assert torch.allclose(out.style_scores, probs[:, STYLES.index("neon")])
     pictures, sentences = pipe(scene(), scene(5, "neon"), return_dict=False, layout="band")
     assert len(pictures) == len(sentences) == 1 and pictures[0].height > pictures[0].width
+
+
+@pytest.mark.parametrize("side", render_mod.BUBBLE_SIDES)
+def test_the_bubble_side_reaches_typeset(pipe, side):
+    out = pipe(scene(), scene(5, "neon"), side=side)
+    assert out.sentences[0].strip()  # a bubble is drawn (an empty sentence would pass vacuously)
+    expected = render_mod.typeset(out.fused[0], out.sentences[0], side=side, palette_from=out.target[0])
+    assert np.array_equal(np.asarray(out.pictures[0]), np.asarray(expected))
 
 
 def test_cyclegan_step2_regenerates_in_the_source_style():

@@ -87,7 +87,7 @@ def test_typeset_any_sentence_any_layout(layout, text):
     changed = (np.abs(top.astype(int) - np.asarray(base).astype(int)).sum(-1) > 0).mean()
     if layout == "bubble":
         assert (changed > 0.02) == bool(text.strip())  # a bubble only when there is text
-        assert changed < 0.6  # the bubble covers less than the top ~40 % (+ tail)
+        assert changed < 0.6  # the bubble covers less than ~40 % of the picture (+ tail)
     else:
         assert changed == 0  # the band never covers the picture
 
@@ -99,8 +99,8 @@ def test_typeset_any_picture_size(size):
     out = render.typeset(picture, SENTENCE)
     assert min(out.size) >= 256
     assert out.width / out.height == pytest.approx(w / h, rel=0.02)
-    tiny = render.typeset(picture, SENTENCE, min_side=16, layout="bubble")  # no upscaling needed: still fits
-    assert min(tiny.size) >= 16
+    tiny = render.typeset(picture, SENTENCE, min_side=16, layout="bubble")  # the bubble upscales to 64 anyway
+    assert min(tiny.size) >= render.BUBBLE_MIN_SIDE
     assert min(render.typeset(picture, SENTENCE, min_side=16, layout="band").size) >= 16
 
 
@@ -164,9 +164,39 @@ def test_auto_bubble_goes_where_less_is_drawn(object_rows, expected):
 def test_bubble_side_prefers_the_top_on_a_tie_and_checks_its_box():
     blank = Image.new("RGB", (64, 64), (240, 240, 240))
     assert render.bubble_side(blank, 20) == "top"
-    with pytest.raises(ValueError, match="box_height"):
-        render.bubble_side(blank, 65)
+    assert render.bubble_side(blank, np.int64(20), margin=np.int32(3)) == "top"  # numpy ints are ints
+    for bad, error in [(dict(box_height=True), TypeError), (dict(box_height=20.0), TypeError),
+                       (dict(box_height=0), ValueError), (dict(box_height=65), ValueError),
+                       (dict(box_height=20, margin=-1), ValueError), (dict(box_height=60, margin=5), ValueError)]:
+        with pytest.raises(error, match="box_height|margin|does not fit"):
+            render.bubble_side(blank, **bad)
     assert render.ink(blank).shape == (64, 64) and render.ink(blank).max() == 0
+
+
+def test_bubble_side_looks_only_where_the_box_would_be():
+    def picture(rows):
+        img = np.full((64, 64, 3), 235, dtype=np.uint8)
+        img[rows, 8:56] = (30, 30, 200)
+        return Image.fromarray(img)
+
+    edge = picture(slice(0, 3))  # ink only along the top edge
+    assert render.bubble_side(edge, 20, margin=0) == "bottom"
+    assert render.bubble_side(edge, 20, margin=3) == "top"  # inside the margin: no box covers it
+    middle = picture(slice(26, 30))  # ink just above the middle
+    assert render.bubble_side(middle, 20, margin=3) == "top"  # neither box (rows 3-22, 41-60) reaches it
+    assert render.bubble_side(middle, 30, margin=0) == "bottom"  # a taller top box (rows 0-29) does
+
+
+@pytest.mark.parametrize("size", [16, 24, 40])
+@pytest.mark.parametrize("side", ["top", "bottom"])
+def test_bubble_fits_small_pictures(size, side):
+    picture = Image.new("RGB", (size, size), (240, 240, 240))
+    out = render.typeset(picture, SENTENCE, min_side=16, side=side)
+    assert out.height >= render.BUBBLE_MIN_SIDE
+    rows = _changed_rows(out, picture)
+    assert rows.mean() < 0.6  # box (at most 42 %) + tail, never the whole picture
+    half = out.height // 2
+    assert (rows[:half].mean() > rows[half:].mean()) == (side == "top")
 
 
 @pytest.mark.parametrize("style", ["flat", "watercolour", "neon"])

@@ -13,7 +13,9 @@ the test scenes the book reports on play no part in the choice. This script scor
 (a ``spokenstyle train fusion --out DIR`` output) on both, with the package's current
 :func:`spokenstyle.models.fusion.evaluate` (spoken sentences), applies the rule to the folders given
 as ``--candidates`` (runs of the current recipe) and records the others given as ``--also``
-(earlier recipes, kept for comparison, never chosen). Run (about a minute per folder on one thread)::
+(earlier recipes, kept for comparison, never chosen), each with the sha256 of its weights, so
+that chapter 7 can check the shipped weights are the chosen run's. Run (about a minute per
+folder on one thread)::
 
     OMP_NUM_THREADS=1 python benchmarks/fusion_runs.py --candidates RUN0 RUN1 ... --also OLD0 ... \\
         --json data/benchmarks/fusion-runs-cpu.json
@@ -25,6 +27,7 @@ Colab too, through :func:`spokenstyle.runtime.data_dir`).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -53,7 +56,8 @@ def score_run(directory: Path, *, n: int, judge, features) -> dict:
     F = fu.load_fusion(directory, device="cpu")
     out = {"folder": directory.name, "command": manifest.get("command"), "created": manifest.get("created"),
            "style_norm": bool(manifest["config"].get("style_norm", False)),
-           "train_seconds": manifest.get("metrics", {}).get("train_seconds")}
+           "train_seconds": manifest.get("metrics", {}).get("train_seconds"),
+           "sha256": hashlib.sha256((directory / "model.safetensors").read_bytes()).hexdigest()}
     for split in ("validation", "test"):
         s = fu.evaluate(F, judge, features, n=n, register="spoken", split=split)
         out[split] = {k: s[k] for k in KEYS}

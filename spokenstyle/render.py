@@ -440,7 +440,7 @@ def typeset(picture: Any, sentence: str, *, layout: str = "bubble", side: str = 
     box_h = min(fitted.height + 2 * pad, H - 2 * margin)  # only a min_font far too big for the picture reaches H
     if side == "auto":
         side = bubble_side(base, box_h, margin)
-    y0 = margin if side == "top" else max(0, H - margin - box_h)
+    y0 = margin if side == "top" else H - margin - box_h
     x0, x1, y1 = margin, margin + box_w, y0 + box_h
     radius = min(box_h // 2, max(4, short // 16))
     stroke = max(1, short // 128)

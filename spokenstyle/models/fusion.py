@@ -1141,9 +1141,10 @@ def train(out_dir: str | Path, *, runtime) -> dict[str, Any]:
 
     out_dir = Path(out_dir)
     b = runtime.budget("fusion")
+    refine = refine_budget(b)
     check_clear_of_validation(runtime.seed, b["steps"], b["batch_size"], b["eval"])
-    if refine_budget(b):
-        check_clear_of_validation(runtime.seed + 1, refine_budget(b)["steps"], b["batch_size"], b["eval"])
+    if refine:  # the second phase draws with seed + 1
+        check_clear_of_validation(runtime.seed + 1, refine["steps"], b["batch_size"], b["eval"])
     started = time.perf_counter()
     # 1. F and D
     config = config_for(b)
@@ -1153,7 +1154,6 @@ def train(out_dir: str | Path, *, runtime) -> dict[str, Any]:
     history = train_fusion(model, fusion_batches(b["batch_size"], seed=runtime.seed), steps=b["steps"], lr=b["lr"],
                            device=runtime.device, checkpoint_dir=run_dir, log_every=10,
                            step_kwargs=step_kwargs(b), d_lr_scale=b.get("d_lr_scale", 1.0))
-    refine = refine_budget(b)
     F_avg = None
     if refine:  # 1b. refinement: a second, slower run from where the first ended (refine_budget)
         model.config.occupancy_calibration = refine["occupancy_calibration"]  # F's and D's config object

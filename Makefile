@@ -2,7 +2,8 @@
 #   make book   creates .venv if needed and builds the book into _build/html
 #   make test   creates .venv if needed; unit tests; every notebook with nbval (fast profile);
 #               the book with -W; checks of the built HTML (pages, figures, errors, widgets)
-# and, on a CUDA machine, make gpu-check (full profile -> reports/gpu-check.json).
+# and, on a CUDA machine, make gpu-check (full profile -> reports/gpu-check.json) and make gpu-train
+# (the shipped DCGAN and translators at GPU size -> reports/gpu-train/).
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -21,7 +22,7 @@ export TRANSFORMERS_OFFLINE := 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 export PYTHONWARNINGS := ignore::DeprecationWarning
 
-.PHONY: env book test unit nbval book-strict html-check gpu-check runtimes stamp clean
+.PHONY: env book test unit nbval book-strict html-check gpu-check gpu-train runtimes stamp clean
 
 env: $(ENV_STAMP) $(VENDOR)/embed-amd.js
 
@@ -97,6 +98,9 @@ stamp:
 
 gpu-check: $(if $(filter $(VENV)/bin/python,$(PYTHON)),env)
 	$(PYTHON) tools/gpu_check.py --out reports/gpu-check.json
+
+gpu-train: $(if $(filter $(VENV)/bin/python,$(PYTHON)),env)
+	$(PYTHON) tools/gpu_train.py --out reports/gpu-train --seconds 300 --bench 120
 
 clean:
 	rm -rf _build reports/local

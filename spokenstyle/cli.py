@@ -1,7 +1,7 @@
 """The ``spokenstyle`` command: train the book's models, list shipped checkpoints, show the runtime.
 
     spokenstyle info                         device, profile, budgets, shipped checkpoints
-    spokenstyle train MODEL [--profile full] [--out DIR] [--device cuda]
+    spokenstyle train MODEL [--profile full] [--out DIR] [--device cuda] [--set ROW.KEY=VALUE ...]
     spokenstyle checkpoints                  the shipped registry with each manifest's metrics
     spokenstyle run --source A --target B --out OUT.png [--json]
                                              the five-step pipeline on one pair (A, B: image files
@@ -74,7 +74,8 @@ def _checkpoints(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     recipe = _recipe(args.model)
-    rt = runtime.setup(seed=args.seed, device=args.device, profile=args.profile)
+    overrides = runtime.parse_overrides(args.overrides)
+    rt = runtime.setup(seed=args.seed, device=args.device, profile=args.profile, overrides=overrides)
     out = Path(args.out) if args.out else runtime.cache_dir() / "runs" / args.model
     metrics = recipe(out, runtime=rt)
     print(json.dumps({"model": args.model, "out": str(out), "metrics": metrics}, indent=2))
@@ -128,6 +129,10 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("model", help="which model to train")
             p.add_argument("--out", default=None, help="checkpoint folder (default: the cache's runs/MODEL)")
             p.add_argument("--seed", type=int, default=0)
+            p.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="ROW.KEY=VALUE",
+                           help="change a budget entry for this run, e.g. --set dcgan_all_styles.width=64 "
+                                "(VALUE read as JSON; checked against spokenstyle.runtime.BUDGETS; recorded "
+                                "in the manifest's command)")
     run = sub.add_parser("run", help="run the five-step pipeline on a source and a target picture",
                          description=RUN_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     run.set_defaults(func=_run)

@@ -19,9 +19,9 @@ import contextlib
 import os
 import random
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -34,6 +34,7 @@ __all__ = [
     "get_device",
     "get_profile",
     "budget",
+    "parse_overrides",
     "seed_everything",
     "progress",
     "autocast",
@@ -410,6 +411,51 @@ def budget(name: str, profile: str | None = None) -> dict[str, Any]:
     return dict(BUDGETS[name][get_profile(profile)])
 
 
+def _same_kind(old: Any, new: Any) -> bool:
+    """Whether ``new`` may replace the budget value ``old``: same JSON kind (an int may replace a float)."""
+    if isinstance(old, bool) or isinstance(new, bool):
+        return isinstance(old, bool) and isinstance(new, bool)
+    if isinstance(old, float):
+        return isinstance(new, (int, float))
+    if old is None or new is None:
+        return True  # optional entries (e.g. dcgan's style: None = every style)
+    return isinstance(new, type(old))
+
+
+def parse_overrides(items: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """Budget overrides from ``ROW.KEY=VALUE`` strings (``spokenstyle train --set``), checked
+    against :data:`BUDGETS`: ``{"dcgan_all_styles": {"width": 64}}`` from ``dcgan_all_styles.width=64``.
+
+    VALUE is read as JSON (``64``, ``2e-4``, ``true``, ``null``, ``[0.0, 0.9]``) and otherwise kept
+    as a string. A row must exist, KEY must be one of the row's entries (in either profile) and the
+    value must be of the entry's kind, so a typo fails loudly instead of training the wrong model.
+    This is how a larger machine reuses a recipe (``--set cyclegan_flat_comic.g_width=64``) without
+    a second copy of it; the manifest records the command line, overrides included.
+    """
+    import json
+
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        target, sep, raw = str(item).partition("=")
+        row, dot, key = target.strip().partition(".")
+        if not sep or not dot or not row or not key:
+            raise ValueError(f"a budget override is ROW.KEY=VALUE (e.g. dcgan_all_styles.steps=30000), got {item!r}")
+        if row not in BUDGETS:
+            raise ValueError(f"no budget row {row!r} in {item!r}; known rows: {sorted(BUDGETS)}")
+        entries = {k: v for profile in BUDGETS[row].values() for k, v in profile.items()}
+        if key not in entries:
+            raise ValueError(f"budget row {row!r} has no entry {key!r} (in {item!r}); its entries: {sorted(entries)}")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        if not _same_kind(entries[key], value):
+            raise ValueError(f"{row}.{key} is a {type(entries[key]).__name__} (e.g. {entries[key]!r}), "
+                             f"got {value!r} in {item!r}")
+        out.setdefault(row, {})[key] = value
+    return out
+
+
 def seed_everything(seed: int = 0, *, deterministic: bool = True) -> torch.Generator:
     """Seeds Python, NumPy and torch on every device; returns a CPU generator seeded the same.
 
@@ -524,15 +570,17 @@ def report_models(**modules: torch.nn.Module) -> None:
 
 @dataclass(frozen=True)
 class Runtime:
-    """What :func:`setup` decided: the device, the profile and the seed."""
+    """What :func:`setup` decided: the device, the profile, the seed and any budget overrides
+    (row -> entries, from :func:`parse_overrides`; empty for the book's own recipes)."""
 
     device: torch.device
     profile: str
     seed: int
+    overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def budget(self, name: str) -> dict[str, Any]:
-        """The sizes and steps of experiment ``name`` in this runtime's profile."""
-        return budget(name, self.profile)
+        """The sizes and steps of experiment ``name`` in this runtime's profile, overrides applied."""
+        return {**budget(name, self.profile), **self.overrides.get(name, {})}
 
     def run_dir(self, name: str, budget_name: str | None = None) -> Path:
         """The folder where experiment ``name`` keeps its resumable checkpoints:
@@ -552,15 +600,19 @@ class Runtime:
         return self.profile == "full"
 
     def __str__(self) -> str:
-        return (f"spokenstyle runtime: device={self.device} ({device_name(self.device)}), "
+        text = (f"spokenstyle runtime: device={self.device} ({device_name(self.device)}), "
                 f"profile={self.profile}, seed={self.seed}, torch {torch.__version__}")
+        return text + (f", overrides {dict(self.overrides)}" if self.overrides else "")
 
 
 def setup(seed: int = 0, *, device: str | None = None, profile: str | None = None,
-          deterministic: bool = True, verbose: bool = True) -> Runtime:
-    """The one call at the top of every notebook: seeds everything, picks device and profile."""
+          deterministic: bool = True, verbose: bool = True,
+          overrides: Mapping[str, Mapping[str, Any]] | None = None) -> Runtime:
+    """The one call at the top of every notebook: seeds everything, picks device and profile.
+    ``overrides`` (from :func:`parse_overrides`) change budget entries for this runtime only."""
     seed_everything(seed, deterministic=deterministic)
-    rt = Runtime(device=get_device(device), profile=get_profile(profile), seed=seed)
+    rt = Runtime(device=get_device(device), profile=get_profile(profile), seed=seed,
+                 overrides={row: dict(entries) for row, entries in (overrides or {}).items()})
     if verbose:
         print(rt)
     return rt

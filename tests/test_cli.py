@@ -34,3 +34,22 @@ def test_every_recipe_resolves_to_a_function():
 def test_module_entry_point_runs():
     proc = subprocess.run([sys.executable, "-m", "spokenstyle", "checkpoints"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_train_set_overrides_a_budget_entry_and_is_recorded(tmp_path, monkeypatch):
+    import json
+
+    monkeypatch.setenv("SPOKENSTYLE_PROGRESS", "0")
+    monkeypatch.setattr(sys, "argv", ["spokenstyle", "train", "judge", "--profile", "fast",
+                                      "--set", "judge.steps=3", "judge.eval=4", "--out", str(tmp_path)])
+    assert cli.main(sys.argv[1:]) == 0
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["metrics"]["steps"] == 3 and manifest["metrics"]["eval_per_style"] == 4
+    assert "--set judge.steps=3 judge.eval=4" in manifest["command"]
+
+
+def test_train_set_typo_is_a_clear_error(capsys, tmp_path):
+    assert cli.main(["train", "judge", "--device", "cpu", "--set", "judge.step=3", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "has no entry 'step'" in err and "'steps'" in err
+    assert not (tmp_path / "manifest.json").exists()

@@ -137,3 +137,43 @@ def test_run_dir_changes_with_the_budget(tmp_path, monkeypatch):
     assert runtime.setup(seed=1, device="cpu", profile="fast").run_dir("fusion") != first
     monkeypatch.setitem(runtime.BUDGETS["fusion"], "fast", {**runtime.BUDGETS["fusion"]["fast"], "steps": 4})
     assert rt.run_dir("fusion") != first
+
+
+def test_parse_overrides_reads_json_values_per_row():
+    got = runtime.parse_overrides(["dcgan_all_styles.width=64", "dcgan_all_styles.lr=1e-4",
+                                   "dcgan_all_styles.betas=[0.5, 0.99]", "cyclegan_flat_comic.steps=30000",
+                                   "dcgan_all_styles.style=flat"])
+    assert got == {"dcgan_all_styles": {"width": 64, "lr": 1e-4, "betas": [0.5, 0.99], "style": "flat"},
+                   "cyclegan_flat_comic": {"steps": 30000}}
+    assert runtime.parse_overrides([]) == {}
+    # an int may stand for a float entry, and null for an optional one
+    assert runtime.parse_overrides(["dcgan_all_styles.lr=1", "dcgan_all_styles.style=null"]) == \
+        {"dcgan_all_styles": {"lr": 1, "style": None}}
+
+
+@pytest.mark.parametrize("item, message", [
+    ("dcgan_all_styles.width", "ROW.KEY=VALUE"),
+    ("width=64", "ROW.KEY=VALUE"),
+    ("nope.width=64", "no budget row 'nope'"),
+    ("dcgan_all_styles.widht=64", "has no entry 'widht'.*'width'"),
+    ("dcgan_all_styles.width=wide", "width is a int"),
+    ("dcgan_all_styles.width=64.5", "width is a int"),
+    ("dcgan_all_styles.spectral_norm=1", "spectral_norm is a bool"),
+    ("dcgan_all_styles.steps=true", "steps is a int"),
+])
+def test_parse_overrides_refuses_what_it_cannot_apply(item, message):
+    with pytest.raises(ValueError, match=message):
+        runtime.parse_overrides([item])
+
+
+def test_overrides_change_only_their_row_and_the_run_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("SPOKENSTYLE_CACHE", str(tmp_path))
+    plain = runtime.setup(seed=0, device="cpu", profile="full", verbose=False)
+    changed = runtime.setup(seed=0, device="cpu", profile="full", verbose=False,
+                            overrides=runtime.parse_overrides(["cyclegan_flat_comic.g_width=64"]))
+    assert changed.budget("cyclegan_flat_comic") == {**plain.budget("cyclegan_flat_comic"), "g_width": 64}
+    assert changed.budget("cyclegan_flat_pixel") == plain.budget("cyclegan_flat_pixel")
+    assert runtime.BUDGETS["cyclegan_flat_comic"]["full"]["g_width"] == 16  # the table itself is untouched
+    assert changed.run_dir("cyclegan_flat_comic") != plain.run_dir("cyclegan_flat_comic")
+    assert changed.run_dir("cyclegan_flat_pixel") == plain.run_dir("cyclegan_flat_pixel")
+    assert "overrides" in str(changed) and "overrides" not in str(plain)

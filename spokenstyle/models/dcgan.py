@@ -438,6 +438,7 @@ def train(out_dir: str | Path, *, runtime) -> dict[str, Any]:
     stored in the manifest (``extra["fd_curve"]``: [step, FD of G, FD of the average]).
     """
     import shutil
+    import time
 
     from .. import cli, metrics
     from . import features as feat
@@ -464,12 +465,14 @@ def train(out_dir: str | Path, *, runtime) -> dict[str, Any]:
         if not curve or curve[-1][0] != step:
             curve.append(point)
 
+    t0 = time.perf_counter()
     history, g_ema = train_dcgan(model, feat.pool_batches(images, b["batch_size"], seed=runtime.seed),
                                  steps=b["steps"], lr=b["lr"], betas=tuple(b.get("betas", (0.5, 0.999))),
                                  loss=b.get("loss", "non_saturating"), ema_decay=b.get("ema"),
                                  lr_decay=b.get("lr_decay", False), device=runtime.device,
                                  callbacks=[record_fd], callback_every=b["curve_every"],
                                  checkpoint_dir=run_dir, log_every=10)
+    train_seconds = time.perf_counter() - t0  # the FD curve's measurements included
     if g_ema is not None:
         model.G.load_state_dict(g_ema.state_dict())  # ship the average: it is what samples come from
     fake = model.G.generate(b["eval"], generator=torch.Generator().manual_seed(runtime.seed))
@@ -479,7 +482,8 @@ def train(out_dir: str | Path, *, runtime) -> dict[str, Any]:
     scores.update(fd_real_vs_real_sd=report["FD"].baseline_sd, baseline_sets=report["FD"].baseline_sets,
                   loss_D=history.mean("loss_D", last=20), loss_G=history.mean("loss_G", last=20),
                   steps=b["steps"], profile=runtime.profile, device=str(runtime.device),
-                  eval_samples=b["eval"], train_pool=b["pool"])
+                  eval_samples=b["eval"], train_pool=b["pool"], train_seconds=round(train_seconds, 1),
+                  torch_threads=torch.get_num_threads())
     model.cpu()
     recipe = {k: b.get(k) for k in ("steps", "batch_size", "lr", "betas", "loss", "spectral_norm", "ema", "lr_decay",
                                     "width", "resolution")}

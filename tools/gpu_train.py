@@ -120,12 +120,17 @@ def check_targets(metrics: dict[str, Any], targets: dict[str, tuple[str, Any]]) 
     return out
 
 
-def _launch(name: str, run: Run, sets: list[str], out: Path, log: Path, profile: str, threads: int) -> subprocess.Popen:
+def _env(**extra: str) -> dict[str, str]:
+    """The environment of a child process: this one's, with the checkout first on PYTHONPATH."""
+    return {**os.environ, **extra,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+
+
+def _launch(run: Run, sets: list[str], out: Path, log: Path, profile: str, threads: int) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "spokenstyle", "train", run.model, "--profile", profile, "--out", str(out)]
     if sets:
         cmd += ["--set", *sets]
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    env = _env(OMP_NUM_THREADS=str(threads), HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
     log.parent.mkdir(parents=True, exist_ok=True)
     handle = open(log, "w")
     handle.write(" ".join(cmd) + "\n")
@@ -154,17 +159,18 @@ def _wait_all(procs: dict[str, subprocess.Popen], timeout: float) -> dict[str, d
 def _phase(names: list[str], sets: dict[str, list[str]], work: Path, tag: str, *, profile: str,
            timeout: float) -> dict[str, dict[str, Any]]:
     """Runs ``names`` at once (``tag``: calibrate or runs) in ``work``; each one's exit status,
-    command, wall time and manifest metrics (``None`` when it saved no manifest)."""
+    command, the phase's wall time (all of its runs together) and manifest metrics (``None``
+    when it saved no manifest)."""
     threads = max(1, (os.cpu_count() or 2) // max(1, len(names)))
     t0 = time.perf_counter()
-    procs = {n: _launch(n, RUNS[n], sets[n], work / tag / n, work / "logs" / f"{tag}-{n}.log", profile, threads)
+    procs = {n: _launch(RUNS[n], sets[n], work / tag / n, work / "logs" / f"{tag}-{n}.log", profile, threads)
              for n in names}
     status = _wait_all(procs, timeout)
     wall = time.perf_counter() - t0
     for n in names:
         manifest = work / tag / n / "manifest.json"
         status[n].update(command=shlex.join(["spokenstyle", *procs[n].cmd[3:]]),  # type: ignore[attr-defined]
-                         wall_seconds=round(wall, 1),
+                         phase_seconds=round(wall, 1),
                          metrics=json.loads(manifest.read_text())["metrics"] if manifest.is_file() else None)
         if status[n]["metrics"] is None:
             print(f"[{tag}] {n} failed (rc {status[n]['rc']}); see {work / 'logs' / f'{tag}-{n}.log'}")
@@ -178,10 +184,9 @@ def _train_seconds(metrics: dict[str, Any] | None) -> float | None:
 def _bench(target: Path, log: Path, seconds: float, summary: dict[str, Any]) -> None:
     """benchmarks/cyclegan.py on the (now idle) GPU, its JSON to ``target``; the outcome in ``summary``."""
     cmd = [sys.executable, str(ROOT / "benchmarks" / "cyclegan.py"), "--json", str(target)]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     with open(log, "w") as handle:
         try:
-            rc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT, timeout=seconds).returncode
+            rc = subprocess.run(cmd, cwd=ROOT, env=_env(), stdout=handle, stderr=subprocess.STDOUT, timeout=seconds).returncode
         except subprocess.TimeoutExpired:
             rc = "timed out"
     summary["bench_cyclegan"] = {"command": shlex.join(["python", "benchmarks/cyclegan.py", "--json", target.name]),
@@ -230,7 +235,7 @@ def main(argv=None) -> int:
         plan[n] = None if per_step <= 0 else plan_steps(per_step, args.seconds, RUNS[n].max_steps,
                                                         floor=args.calibrate_steps)
         summary["runs"][n] = {"calibration": {"steps": args.calibrate_steps, "seconds_per_step": per_step or None,
-                                              "rc": cal[n]["rc"], "wall_seconds": cal[n]["wall_seconds"]},
+                                              "rc": cal[n]["rc"], "phase_seconds": cal[n]["phase_seconds"]},
                               "steps": plan[n]}
         print(f"[plan] {n}: {per_step * 1000:.1f} ms/step -> {plan[n]} steps", flush=True)
     (out / "gpu-train.json").write_text(json.dumps(summary, indent=1) + "\n")  # kept if the runs are cut off
@@ -239,7 +244,7 @@ def main(argv=None) -> int:
                    timeout=1.25 * args.seconds + args.score_seconds)
     for n in todo:
         row = summary["runs"][n]
-        row.update({k: final[n][k] for k in ("command", "rc", "timed_out", "wall_seconds")})
+        row.update({k: final[n][k] for k in ("command", "rc", "timed_out", "phase_seconds")})
         row["metrics"] = final[n]["metrics"]
         if final[n]["metrics"] is not None:
             row["targets"] = check_targets(final[n]["metrics"], RUNS[n].targets)
@@ -253,7 +258,7 @@ def main(argv=None) -> int:
         tar.add(work / "logs", arcname="logs")
     for n, row in summary["runs"].items():
         met = {k: v["met"] for k, v in row.get("targets", {}).items()}
-        print(f"{n}: steps {row['steps']}, {row.get('wall_seconds')} s, targets {met or 'not scored'}")
+        print(f"{n}: steps {row['steps']}, phase {row.get('phase_seconds')} s, targets {met or 'not scored'}")
     return 0 if all(summary["runs"][n].get("targets") for n in names) else 1
 
 

@@ -58,6 +58,7 @@ __all__ = [
     "TranslationScores",
     "judge_scores",
     "evaluate_translation",
+    "fd_real_baseline",
     "evaluate_photo_translation",
 ]
 
@@ -387,6 +388,27 @@ def evaluate_translation(translate: Callable[[torch.Tensor], torch.Tensor], styl
         l1_to_truth=float((fake - truth).abs().mean()), ssim_to_truth=float(ssim(fake.clamp(0, 1), truth).mean()),
         fd=frechet_distance(f1, ff), fd_real_vs_real=frechet_distance(f1, f2), cycle_l1=cycle,
         judge_on_truth=on_truth)
+
+
+@torch.no_grad()
+def fd_real_baseline(style: str, n: int, size: int = 64, *, extractor: nn.Module | None = None,
+                     sets: int = 5) -> tuple[float, float]:
+    """The FD a perfect translator into ``style`` would score with ``n`` pictures: the FD between
+    the reference set of :func:`evaluate_translation` (split ``a``) and ``sets`` disjoint sets of
+    real renders from split ``b`` (the first is the one ``evaluate_translation`` uses), as
+    (mean, standard deviation). One set is one noisy draw; the spread says how far a translation's
+    FD must lie above the mean to differ from real pictures."""
+    from .metrics import frechet_distance
+    from .models import features as feat
+
+    if not isinstance(sets, int) or isinstance(sets, bool) or sets < 2:
+        raise ValueError(f"sets must be an int >= 2 (a standard deviation needs two), got {sets!r}")
+    extractor = extractor if extractor is not None else feat.feature_extractor(weights="features")
+    ref = feat.extract_features(extractor, feat.real_renders(n, split="a", style=style, size=size)[0])
+    fds = [frechet_distance(ref, feat.extract_features(
+        extractor, feat.real_renders(n, split="b", style=style, size=size, offset=k * n)[0])) for k in range(sets)]
+    t = torch.tensor(fds, dtype=torch.float64)
+    return float(t.mean()), float(t.std(unbiased=True))
 
 
 @torch.no_grad()

@@ -190,6 +190,37 @@ def test_warmup_ramps_the_cycle_and_identity_weights():
     torch.testing.assert_close(t.losses["G"], expected.detach(), rtol=1e-5, atol=1e-6)
 
 
+def test_cycle_noise_perturbs_only_the_way_back():
+    """cycle_noise adds N(0, std) to each translation before the other generator undoes it; the
+    adversarial and identity terms see the clean translation, and std 0 is the reference exactly."""
+    torch.manual_seed(0)
+    model = cg.cyclegan(**TINY, cycle_noise=0.5)
+    a, b = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    t = _StubTrainer(model)
+    torch.manual_seed(1)
+    out = cg.cycle_step(t, {"image_a": a, "image_b": b}, 0, config=model.config, pools=(cg.ImagePool(0), cg.ImagePool(0)))
+    ra, rb = a * 2 - 1, b * 2 - 1
+    with torch.no_grad():
+        fb, fa = model.G_AB(ra), model.G_BA(rb)
+        torch.manual_seed(1)  # the same draws, in the step's order: the noise on G_AB(a), then on G_BA(b)
+        nb, na = 0.5 * torch.randn_like(fb), 0.5 * torch.randn_like(fa)
+        cyc = (model.G_BA(fb + nb) - ra).abs().mean() + (model.G_AB(fa + na) - rb).abs().mean()
+        clean = (model.G_BA(fb) - ra).abs().mean() + (model.G_AB(fa) - rb).abs().mean()
+        idt = (model.G_AB(rb) - rb).abs().mean() + (model.G_BA(ra) - ra).abs().mean()
+        mse = lambda x, y: ((x - y) ** 2).mean()  # noqa: E731
+        adv = mse(model.D_B(fb), 1) + mse(model.D_A(fa), 1)
+    torch.testing.assert_close(out["loss_cycle"].detach(), cyc, rtol=1e-5, atol=1e-6)
+    assert not torch.isclose(cyc, clean, rtol=1e-3)
+    torch.testing.assert_close(out["loss_idt"].detach(), idt, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(out["loss_adv"].detach(), adv, rtol=1e-5, atol=1e-6)
+    assert cg.CycleGANConfig().cycle_noise == 0.0
+    assert cg.config_from_budget({"resolution": 32, "g_width": 4, "n_blocks": 1, "d_width": 4,
+                                  "cycle_noise": 0.1}).cycle_noise == 0.1
+    for bad in (-0.1, 1.5, True, "0.1"):
+        with pytest.raises(ValueError, match="cycle_noise"):
+            cg.CycleGANConfig(cycle_noise=bad)
+
+
 def test_generator_ema_averages_the_generators_and_copies_back():
     torch.manual_seed(0)
     model = cg.cyclegan(**TINY)
@@ -253,8 +284,12 @@ def test_recipe_trains_saves_and_reloads(tmp_path, monkeypatch, additions):
         assert scores["ema"] == 0.5 and scores["warmup"] == 1
     else:
         assert not last
+    assert scores["AB_fd_real_vs_real_sets"] == scores["BA_fd_real_vs_real_sets"] == 5
+    assert scores["AB_fd_real_vs_real_sd"] > 0 and not any(k.startswith("last_") and k.endswith("_sets") for k in scores)
     manifest = checkpoints.read_manifest(tmp_path / "ckpt")
     assert manifest["extra"]["pair"] == ["flat", "comic"] and manifest["config"]["g_width"] == 4
+    features_sha = checkpoints.read_manifest(checkpoints.shipped_path("features"))["files"]["model.safetensors"]["sha256"]
+    assert manifest["extra"]["feature_extractor"].endswith(features_sha)
     model = cg.cyclegan(weights=tmp_path / "ckpt")
     assert not model.training and model.config.resolution == 32
     x = torch.rand(2, 3, 32, 32)
@@ -297,7 +332,26 @@ def test_bad_inputs_give_clear_errors(tmp_path):
 
 # -- baselines and the scorecard -------------------------------------------------------------------
 
-def test_random_features_are_fixed_and_multiscale():
+def test_fd_real_baseline_is_the_spread_over_disjoint_real_sets():
+    from spokenstyle.metrics import frechet_distance
+    from spokenstyle.models import features as feat
+    from spokenstyle.models.judge import scene_judge
+
+    extractor = feat.feature_extractor(weights="features")
+    mean, sd = stylization.fd_real_baseline("comic", 12, 32, extractor=extractor, sets=2)
+    ref = feat.extract_features(extractor, feat.real_renders(12, split="a", style="comic", size=32)[0])
+    fds = [frechet_distance(ref, feat.extract_features(
+        extractor, feat.real_renders(12, split="b", style="comic", size=32, offset=k * 12)[0])) for k in range(2)]
+    assert mean == pytest.approx(sum(fds) / 2) and sd == pytest.approx(abs(fds[0] - fds[1]) / 2 ** 0.5)
+    # the first set is the one evaluate_translation compares with
+    truth = stylization.evaluate_translation(lambda x: x, "comic", "comic", judge=scene_judge(weights="judge"), n=12,
+                                             size=32, extractor=extractor)
+    assert truth.fd_real_vs_real == pytest.approx(fds[0])
+    with pytest.raises(ValueError, match="sets"):
+        stylization.fd_real_baseline("comic", 12, sets=1)
+
+
+
     f1, f2 = stylization.RandomFeatures(width=6, seed=3), stylization.RandomFeatures(width=6, seed=3)
     x = torch.rand(1, 3, 32, 32)
     maps = f1(x)

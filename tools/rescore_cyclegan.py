@@ -10,10 +10,12 @@ held-out scenes, judge, ``n`` and seed as ``spokenstyle train``), on one CPU thr
   accuracy, L1/SSIM to the truth, cycle L1, the judge on the truth) reproduces the manifest's;
   it stops without writing anything if one does not;
 * replaces ``{AB,BA}_fd`` and ``{AB,BA}_fd_real_vs_real`` (one real set, as the trainer computes it),
-  and adds ``{AB,BA}_fd_real_vs_real_mean`` / ``_sd`` / ``_sets``: the baseline averaged over five
-  disjoint real sets, as :func:`spokenstyle.metrics.evaluate_images` reports it;
-* renames ``last_{AB,BA}_fd`` (the last step's generators, which are not shipped and cannot be
-  re-scored) to ``last_{AB,BA}_fd_old_features``;
+  and adds ``{AB,BA}_fd_real_vs_real_mean`` / ``_sd`` / ``_sets`` where the trainer did not: the
+  baseline averaged over five disjoint real sets, as :func:`spokenstyle.metrics.evaluate_images`
+  reports it;
+* if the FDs changed (the translators were trained when ``features`` was another checkpoint),
+  renames ``last_{AB,BA}_fd`` (the last step's generators, which are not shipped and cannot be
+  re-scored) to ``last_{AB,BA}_fd_old_features``; if they reproduced, leaves them;
 * records what it did, with the features checkpoint's sha256 and the date, in ``extra.fd_rescored``.
 
 Everything else in the manifest (weights, sha256, config, history, created) is left as it was.
@@ -34,24 +36,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 
 from spokenstyle import checkpoints  # noqa: E402
-from spokenstyle.metrics import frechet_distance  # noqa: E402
 from spokenstyle.models import cyclegan as cg  # noqa: E402
 from spokenstyle.models import features as feat  # noqa: E402
 from spokenstyle.models.judge import scene_judge  # noqa: E402
+from spokenstyle.stylization import fd_real_baseline  # noqa: E402
 
 FD_KEYS = ("fd", "fd_real_vs_real")
 BASELINE_SETS = 5
 TOLERANCE = 1e-6  # the non-FD metrics are deterministic on the CPU; allow float noise only
-
-
-def baseline_over_sets(style: str, n: int, size: int, extractor, sets: int = BASELINE_SETS) -> tuple[float, float]:
-    """FD between split ``a`` and ``sets`` disjoint sets of split ``b`` (the first is the one
-    ``evaluate_translation`` uses): mean and standard deviation."""
-    ref = feat.extract_features(extractor, feat.real_renders(n, split="a", style=style, size=size)[0])
-    fds = [frechet_distance(ref, feat.extract_features(
-        extractor, feat.real_renders(n, split="b", style=style, size=size, offset=k * n)[0])) for k in range(sets)]
-    t = torch.tensor(fds, dtype=torch.float64)
-    return float(t.mean()), float(t.std(unbiased=True))
 
 
 def rescore(name: str, *, write: bool) -> dict:
@@ -72,17 +64,20 @@ def rescore(name: str, *, write: bool) -> dict:
     for d, target in (("AB", style_b), ("BA", style_a)):
         for key in FD_KEYS:
             changes[f"{d}_{key}"] = (old[f"{d}_{key}"], new[f"{d}_{key}"])
-        mean, sd = baseline_over_sets(target, n, size, extractor)
+        mean, sd = fd_real_baseline(target, n, size, extractor=extractor, sets=BASELINE_SETS)
         changes[f"{d}_fd_real_vs_real_mean"] = (None, mean)
         changes[f"{d}_fd_real_vs_real_sd"] = (None, sd)
         changes[f"{d}_fd_real_vs_real_sets"] = (None, BASELINE_SETS)
     for k, (was, now) in changes.items():
         print(f"{name} {k:28s} {'' if was is None else f'{was:10.4f}'} -> {now:.4f}")
+    fd_reproduced = all(was is not None and math.isclose(was, now, rel_tol=0, abs_tol=TOLERANCE)
+                        for k, (was, now) in changes.items() if k.endswith(FD_KEYS))
+    print(f"{name}: the FDs {'reproduced' if fd_reproduced else 'changed'} with the shipped features network")
     if write:
         metrics = dict(old)
         metrics.update({k: now for k, (_, now) in changes.items()})
         for d in ("AB", "BA"):
-            if f"last_{d}_fd" in metrics:
+            if f"last_{d}_fd" in metrics and not fd_reproduced:
                 metrics[f"last_{d}_fd_old_features"] = metrics.pop(f"last_{d}_fd")
         features = checkpoints.read_manifest(checkpoints.shipped_path("features"))
         (weights_name, info), = features["files"].items()
@@ -90,13 +85,16 @@ def rescore(name: str, *, write: bool) -> dict:
         manifest["extra"]["fd_rescored"] = {
             "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "command": "python tools/rescore_cyclegan.py " + name,
-            "features": f"the shipped 'features' checkpoint, retrained (4,000 steps; main at eccde35), "
-                        f"created {features['created']}, {weights_name} sha256 {info['sha256']}",
+            "features": f"the shipped 'features' checkpoint, created {features['created']}, "
+                        f"{weights_name} sha256 {info['sha256']}",
             "what": "{AB,BA}_fd and _fd_real_vs_real re-scored with that features network, without retraining: "
                     "same scenes, judge, n and seed as at training (cyclegan.score_pair); every other metric of "
                     "score_pair was recomputed and reproduced exactly. _fd_real_vs_real_mean/_sd: the baseline over "
-                    f"{BASELINE_SETS} disjoint real sets. last_*_fd_old_features: the last-step generators' FD in the "
-                    "old features space (those generators are not shipped, so it could not be re-scored)",
+                    f"{BASELINE_SETS} disjoint real sets. "
+                    + ("The FDs reproduced too: training used this features network, and last_*_fd are kept"
+                       if fd_reproduced else
+                       "last_*_fd_old_features: the last-step generators' FD in the old features space (those "
+                       "generators are not shipped, so it could not be re-scored)"),
             # the values from training; a second re-scoring keeps them
             "before": manifest["extra"].get("fd_rescored", {}).get("before")
                       or {k: was for k, (was, _) in changes.items() if was is not None},

@@ -163,6 +163,9 @@ class CycleGANConfig:
     position: int = 0  # learned position channels concatenated to G's input (0 = none, the reference).
     # A convolution cannot tell where on the canvas it is; textures printed on a fixed screen (halftone
     # dots, a pixel grid) need that (CoordConv, Liu et al. 2018; here the map itself is learned)
+    cycle_noise: float = 0.0  # std of Gaussian noise added to a translation before the way back (0 = the
+    # reference). A generator can pass the cycle by hiding the source in faint, invisible detail while
+    # drawing the wrong shape (Chu et al. 2017); noise drowns that channel (Bashkirova et al. 2019)
 
     def __post_init__(self) -> None:
         for name in ("resolution", "channels", "g_width", "n_blocks", "d_width", "d_layers", "position"):
@@ -178,6 +181,9 @@ class CycleGANConfig:
             raise ValueError(f"norm must be 'instance', 'batch' or 'none', got {self.norm!r}")
         if not self.lambda_cycle >= 0 or not self.lambda_identity >= 0:
             raise ValueError("lambda_cycle and lambda_identity must be non-negative")
+        if not (isinstance(self.cycle_noise, (int, float)) and not isinstance(self.cycle_noise, bool)
+                and 0 <= self.cycle_noise <= 1):
+            raise ValueError(f"cycle_noise must be a std from 0 to 1 (images are in [-1, 1]), got {self.cycle_noise!r}")
         if not isinstance(self.pool_size, int) or isinstance(self.pool_size, bool) or self.pool_size < 0:
             raise ValueError(f"pool_size must be a non-negative int (0 = no pool), got {self.pool_size!r}")
 
@@ -463,6 +469,11 @@ def l1_weight(step: int, warmup: int) -> float:
     return 1.0 if warmup == 0 else min(1.0, step / warmup)
 
 
+def _noisy(images: torch.Tensor, std: float) -> torch.Tensor:
+    """``images`` plus Gaussian noise of ``std`` (none when 0): what the way back sees of a translation."""
+    return images + std * torch.randn_like(images) if std > 0 else images
+
+
 def cycle_step(t, batch: dict[str, torch.Tensor], step: int, *, config: CycleGANConfig,
                pools: tuple[ImagePool, ImagePool], warmup: int = 0,
                ema: GeneratorEMA | None = None) -> dict[str, torch.Tensor]:
@@ -483,7 +494,8 @@ def cycle_step(t, batch: dict[str, torch.Tensor], step: int, *, config: CycleGAN
     with t.autocast():
         fake_b = G_AB(real_a)  # A → B
         fake_a = G_BA(real_b)  # B → A
-        loss_cycle = losses.cycle_loss(G_BA(fake_b), real_a) + losses.cycle_loss(G_AB(fake_a), real_b)
+        loss_cycle = (losses.cycle_loss(G_BA(_noisy(fake_b, config.cycle_noise)), real_a)
+                      + losses.cycle_loss(G_AB(_noisy(fake_a, config.cycle_noise)), real_b))
         loss_idt = (losses.identity_loss(G_AB(real_b), real_b) + losses.identity_loss(G_BA(real_a), real_a)
                     if config.lambda_identity > 0 else torch.zeros((), device=real_a.device))
         # 2 x the book's ½-scaled LSGAN term = the reference's MSE(D(G(x)), 1)
@@ -578,7 +590,7 @@ PAIRS: dict[str, tuple[str, str]] = {
 }
 
 
-_BUDGET_FIELDS = ("n_down", "d_layers", "position", "residual", "lambda_identity")  # optional in a budget row
+_BUDGET_FIELDS = ("n_down", "d_layers", "position", "residual", "lambda_identity", "cycle_noise")  # optional in a budget row
 
 
 def config_from_budget(b: dict[str, Any]) -> CycleGANConfig:
@@ -599,13 +611,18 @@ def _scores_dict(prefix: str, scores) -> dict[str, Any]:
 
 def score_pair(model: CycleGAN, style_a: str, style_b: str, *, judge: nn.Module, n: int, size: int = 64,
                seed: int = 0, prefix: str = "", keep: tuple[str, ...] | None = None,
-               extractor: nn.Module | None = None) -> dict[str, Any]:
+               extractor: nn.Module | None = None, baseline_sets: int = 0) -> dict[str, Any]:
     """What :func:`train_pair` records for a trained pair: both directions scored by
     :func:`spokenstyle.stylization.evaluate_translation` (``n`` held-out test scenes, the way back
     for the cycle L1), as flat manifest keys ``{prefix}{AB|BA}_{metric}``; ``keep`` limits the
-    metrics. ``extractor`` is the FD feature network (default: the shipped ``"features"``)."""
-    from ..stylization import evaluate_translation
+    metrics. ``extractor`` is the FD feature network (default: the shipped ``"features"``).
+    ``baseline_sets`` > 0 adds ``{AB|BA}_fd_real_vs_real_mean`` / ``_sd`` / ``_sets``: the
+    real-vs-real FD over that many disjoint real sets (:func:`~spokenstyle.stylization.fd_real_baseline`)."""
+    from ..models import features as feat
+    from ..stylization import evaluate_translation, fd_real_baseline
 
+    if baseline_sets and extractor is None:  # one network for the scores and the baseline
+        extractor = feat.feature_extractor(weights="features")
     scores: dict[str, Any] = {}
     for direction, (src, dst) in (("AB", (style_a, style_b)), ("BA", (style_b, style_a))):
         back = "BA" if direction == "AB" else "AB"
@@ -615,6 +632,10 @@ def score_pair(model: CycleGAN, style_a: str, style_b: str, *, judge: nn.Module,
         print(prefix, s)
         scores.update({k: v for k, v in _scores_dict(prefix + direction, s).items()
                        if keep is None or k.split("_", 1 + prefix.count("_"))[-1] in keep})
+        if baseline_sets:
+            mean, sd = fd_real_baseline(dst, n, size, extractor=extractor, sets=baseline_sets)
+            scores.update({f"{prefix}{direction}_fd_real_vs_real_mean": mean, f"{prefix}{direction}_fd_real_vs_real_sd": sd,
+                           f"{prefix}{direction}_fd_real_vs_real_sets": baseline_sets})
     return scores
 
 
@@ -650,7 +671,7 @@ def train_pair(out_dir: str | Path, style_a: str, style_b: str, *, runtime, name
         scores.update(score_pair(model, style_a, style_b, prefix="last_", **common,
                                  keep=("style_accuracy", "content_accuracy", "l1_to_truth", "ssim_to_truth", "fd")))
         ema.copy_to(model)
-    scores.update(score_pair(model, style_a, style_b, **common))
+    scores.update(score_pair(model, style_a, style_b, **common, baseline_sets=5))
     scores.update(loss_G_first=history.mean("loss_G", last=None) if len(history["loss_G"]) < 4
                   else float(sum(history["loss_G"][:4]) / 4),
                   loss_G_last=history.mean("loss_G", last=4), loss_cycle_last=history.mean("loss_cycle", last=4),
@@ -663,13 +684,19 @@ def train_pair(out_dir: str | Path, style_a: str, style_b: str, *, runtime, name
                                 extra={"pair": [style_a, style_b],
                                        "data": f"ShapeScenes split 'train', unpaired: even seeds in {style_a}, odd "
                                                f"seeds in {style_b}, {b['resolution']} px; scored on split 'test'",
-                                       "judge": "judge (shipped)", "feature_extractor": "features (shipped)",
+                                       "judge": "judge (shipped)", "feature_extractor": _shipped_features(),
                                        "note": (f"trained on {torch.get_num_threads()} CPU thread(s) of a shared 2-core "
                                                 "machine; see the budget row's comment in spokenstyle.runtime")
                                        if runtime.device.type == "cpu" else "",
                                        "history": {k: list(v) for k, v in history.items()}})
     shutil.rmtree(run_dir, ignore_errors=True)
     return scores
+
+
+def _shipped_features() -> str:
+    """Which FD feature network scored a run: the shipped ``features`` checkpoint and its sha256."""
+    (weights_name, info), = checkpoints.read_manifest(checkpoints.shipped_path("features"))["files"].items()
+    return f"features (shipped), {weights_name} sha256 {info['sha256']}"
 
 
 def _pair_recipe(name: str) -> Callable:

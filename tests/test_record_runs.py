@@ -1,0 +1,52 @@
+"""tools/record_runs.py: the record of runs whose weights are not shipped."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+
+import record_runs  # noqa: E402
+
+from spokenstyle import checkpoints  # noqa: E402
+
+
+def _run(tmp_path: Path, name: str, accuracy: float) -> Path:
+    directory = tmp_path / name
+    checkpoints.save_pretrained(nn.Linear(2, 2), directory, config={"in_features": 2}, metrics={"accuracy": accuracy},
+                                command=f"spokenstyle train {name}", extra={"history": {"loss": [3.0, 2.0]}, "pair": ["a", "b"]})
+    return directory
+
+
+def test_records_each_manifest_without_its_history(tmp_path):
+    a, b = _run(tmp_path, "shipped", 0.9), _run(tmp_path, "ablation", 0.7)
+    out = tmp_path / "reports" / "runs.json"
+    assert record_runs.main([f"with={a}", f"without={b}", "--out", str(out), "--what", "one switch"]) == 0
+    report = json.loads(out.read_text())
+    assert report["what"] == "one switch" and list(report["runs"]) == ["with", "without"]
+    run = report["runs"]["without"]
+    assert run["metrics"] == {"accuracy": 0.7} and run["command"] == "spokenstyle train ablation"
+    assert "history" not in run["extra"] and run["extra"]["pair"] == ["a", "b"]  # the history is left out, the rest kept
+    assert run["files"]["model.safetensors"]["sha256"] == checkpoints.sha256_file(b / "model.safetensors")
+
+
+def test_refuses_bad_arguments_and_mismatched_weights(tmp_path, capsys):
+    a = _run(tmp_path, "shipped", 0.9)
+    out = tmp_path / "runs.json"
+    with pytest.raises(SystemExit):
+        record_runs.main([str(a), "--out", str(out), "--what", "x"])  # no LABEL=
+    assert "LABEL=DIR" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        record_runs.main([f"x={a}", f"x={a}", "--out", str(out), "--what", "x"])
+    assert "unique" in capsys.readouterr().err
+    (a / "model.safetensors").write_bytes(b"not the weights")
+    with pytest.raises(checkpoints.CheckpointError):
+        record_runs.main([f"x={a}", "--out", str(out), "--what", "x"])
+    assert not out.exists()

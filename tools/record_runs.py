@@ -1,0 +1,59 @@
+"""Keeps the record of training runs whose weights are not shipped: each run's manifest (command,
+config, metrics, versions, date, the weights' sha256), without its loss history, in one JSON
+report that a chapter can read and check its prose against.
+
+    python tools/record_runs.py --out data/benchmarks/NAME-runs-cpu.json --what "..." LABEL=DIR [LABEL=DIR ...]
+
+Chapter 5's ``data/benchmarks/cyclegan-runs-cpu.json`` was written with the width-16 translators
+(``data/checkpoints/cyclegan_*`` as shipped before main's commit that made them width 32) as
+``width16_flat_comic`` / ``width16_flat_pixel``, and as ``noise_flat_comic`` / ``noise_flat_pixel`` the
+output folders of ``spokenstyle train cyclegan_<pair> --profile full --device cpu --set
+cyclegan_<pair>.cycle_noise=0.1`` (run with the value written in the budget row, which is the same).
+
+A run that was tried and not shipped (an ablation, the recipe before a change) is evidence too;
+its weights would double the repository, its manifest is a few kilobytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from spokenstyle import checkpoints
+
+
+def record(directory: str | Path) -> dict:
+    """``directory``'s manifest, checked against its weights (sha256), without ``extra.history``."""
+    checkpoints.load_checkpoint(directory)  # refuses a folder whose weights do not match the manifest
+    manifest = checkpoints.read_manifest(directory)
+    extra = {k: v for k, v in manifest.get("extra", {}).items() if k != "history"}
+    return {**{k: v for k, v in manifest.items() if k != "extra"}, "extra": extra}
+
+
+def parse_run(text: str) -> tuple[str, Path]:
+    label, sep, directory = text.partition("=")
+    if not sep or not label or not directory:
+        raise argparse.ArgumentTypeError(f"expected LABEL=DIR (a checkpoint folder), got {text!r}")
+    return label, Path(directory)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs", nargs="+", type=parse_run, metavar="LABEL=DIR")
+    parser.add_argument("--out", required=True, type=Path, help="the JSON report to write")
+    parser.add_argument("--what", required=True, help="one sentence: what the runs compare")
+    args = parser.parse_args(argv)
+    labels = [label for label, _ in args.runs]
+    if len(set(labels)) != len(labels):
+        parser.error(f"labels must be unique, got {labels}")
+    report = {"what": args.what, "runs": {label: record(directory) for label, directory in args.runs}}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    checkpoints.atomic_write_bytes(args.out, (json.dumps(report, indent=2, sort_keys=True) + "\n").encode())
+    print(f"wrote {args.out}: {', '.join(labels)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

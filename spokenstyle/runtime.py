@@ -210,22 +210,25 @@ BUDGETS: dict[str, dict[str, dict[str, Any]]] = {
     # cycle/identity weights ramped up over the first `warmup` steps, and the shipped generators the
     # average of their weights (ema; chapter 5 says why each is there and what each left in the shipped
     # translators; no ablation has been run). flat_pixel edits at 2 px (n_down 1) against a 34 x 34
-    # PatchGAN (d_layers 2). fast: the same switches at toy size.
-    # Cost of full on CPU: about 0.15 CPU-seconds a step on one thread, so about 15 CPU-minutes per
-    # pair (the manifests' train_seconds are wall time, about 40 minutes on the 2-core machine while
-    # other jobs shared it). On a GPU (estimated, not measured): batch 1 at 64 px is bound by kernel
-    # launches, roughly 10 ms a step, one to two minutes; it could afford 10x the steps
+    # PatchGAN (d_layers 2). cycle_noise: off (0.1 broke both pairs: data/benchmarks/cyclegan-runs-cpu.json,
+    # chapter 5). fast: the same switches at toy size.
+    # Width 32 for 12,000 steps: on one CPU thread it kept 80/88 % (comic) and 78/86 % (pixel) of the
+    # objects, against 57/63 % and 66/80 % for width 16 at 6,000 steps (the record above); width 16 at
+    # 24,000 steps, the same time, kept 81/67 % (comic). Cost of full on CPU: 0.34 to 0.40 s a step on
+    # one thread, 68 and 79 minutes (the manifests' train_seconds, both pairs at once on the 2-core
+    # machine). On a GPU (estimated, not measured): batch 1 at 64 px is bound by kernel launches,
+    # roughly 10 ms a step, two minutes; tools/gpu_train.py sizes a GPU run to its time
     "cyclegan_flat_comic": {
         "fast": {"steps": 4, "batch_size": 2, "lr": 1e-3, "warmup": 2, "ema": 0.9, "g_width": 8, "n_blocks": 1,
                  "d_width": 8, "position": 4, "resolution": 64, "eval": 16},
-        "full": {"steps": 6000, "batch_size": 1, "lr": 2e-4, "warmup": 1000, "ema": 0.999, "g_width": 16, "n_blocks": 3,
-                 "d_width": 16, "position": 4, "resolution": 64, "eval": 300},
+        "full": {"steps": 12000, "batch_size": 1, "lr": 2e-4, "warmup": 1000, "ema": 0.999, "g_width": 32, "n_blocks": 3,
+                 "d_width": 32, "position": 4, "cycle_noise": 0.0, "resolution": 64, "eval": 300},
     },
     "cyclegan_flat_pixel": {
         "fast": {"steps": 4, "batch_size": 2, "lr": 1e-3, "warmup": 2, "ema": 0.9, "g_width": 8, "n_blocks": 1,
                  "d_width": 8, "n_down": 1, "d_layers": 2, "position": 4, "resolution": 64, "eval": 16},
-        "full": {"steps": 6000, "batch_size": 1, "lr": 2e-4, "warmup": 1000, "ema": 0.999, "g_width": 16, "n_blocks": 3,
-                 "d_width": 16, "n_down": 1, "d_layers": 2, "position": 4, "resolution": 64, "eval": 300},
+        "full": {"steps": 12000, "batch_size": 1, "lr": 2e-4, "warmup": 1000, "ema": 0.999, "g_width": 32, "n_blocks": 3,
+                 "d_width": 32, "n_down": 1, "d_layers": 2, "position": 4, "cycle_noise": 0.0, "resolution": 64, "eval": 300},
     },
     # `spokenstyle train cyclegan_photo`: photo patches <-> painterly patches, 64 px (one filter, so
     # that every photo has a ground-truth painting); the recipe of the style pairs (the oil filter's

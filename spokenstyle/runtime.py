@@ -232,7 +232,8 @@ BUDGETS: dict[str, dict[str, dict[str, Any]]] = {
     },
     # `spokenstyle train cyclegan_photo`: photo patches <-> painterly patches, 64 px (one filter, so
     # that every photo has a ground-truth painting); the recipe of the style pairs (the oil filter's
-    # canvas weave is a fixed screen too), half the steps: about 8 CPU-minutes on one thread
+    # canvas weave is a fixed screen too) at width 16 and a quarter of the steps: 25 minutes on one
+    # thread of the shared 2-core machine (its manifest's train_seconds)
     "cyclegan_photo": {
         "fast": {"steps": 4, "batch_size": 2, "lr": 1e-3, "warmup": 2, "ema": 0.9, "g_width": 8, "n_blocks": 1,
                  "d_width": 8, "position": 4, "resolution": 64, "filter": "oil", "eval": 16},

@@ -286,6 +286,9 @@ def test_recipe_trains_saves_and_reloads(tmp_path, monkeypatch, additions):
         assert not last
     assert scores["AB_fd_real_vs_real_sets"] == scores["BA_fd_real_vs_real_sets"] == 5
     assert scores["AB_fd_real_vs_real_sd"] > 0 and not any(k.startswith("last_") and k.endswith("_sets") for k in scores)
+    for d, target in (("AB", "comic"), ("BA", "flat")):  # the baseline is the target style's
+        mean, sd = stylization.fd_real_baseline(target, 4, 32, sets=5)
+        assert (scores[f"{d}_fd_real_vs_real_mean"], scores[f"{d}_fd_real_vs_real_sd"]) == pytest.approx((mean, sd))
     manifest = checkpoints.read_manifest(tmp_path / "ckpt")
     assert manifest["extra"]["pair"] == ["flat", "comic"] and manifest["config"]["g_width"] == 4
     features_sha = checkpoints.read_manifest(checkpoints.shipped_path("features"))["files"]["model.safetensors"]["sha256"]
@@ -351,7 +354,7 @@ def test_fd_real_baseline_is_the_spread_over_disjoint_real_sets():
         stylization.fd_real_baseline("comic", 12, sets=1)
 
 
-
+def test_random_features_are_fixed_and_multiscale():
     f1, f2 = stylization.RandomFeatures(width=6, seed=3), stylization.RandomFeatures(width=6, seed=3)
     x = torch.rand(1, 3, 32, 32)
     maps = f1(x)

@@ -28,13 +28,15 @@ def _run(tmp_path: Path, name: str, accuracy: float) -> Path:
 def test_records_each_manifest_without_its_history(tmp_path):
     a, b = _run(tmp_path, "shipped", 0.9), _run(tmp_path, "ablation", 0.7)
     out = tmp_path / "reports" / "runs.json"
-    assert record_runs.main([f"with={a}", f"without={b}", "--out", str(out), "--what", "one switch"]) == 0
+    assert record_runs.main([f"with={a}", f"without={b}", "--out", str(out), "--what", "one switch",
+                             "--reproduce", "without=spokenstyle train ablation --set x.y=1"]) == 0
     report = json.loads(out.read_text())
     assert report["what"] == "one switch" and list(report["runs"]) == ["with", "without"]
     run = report["runs"]["without"]
     assert run["metrics"] == {"accuracy": 0.7} and run["command"] == "spokenstyle train ablation"
     assert "history" not in run["extra"] and run["extra"]["pair"] == ["a", "b"]  # the history is left out, the rest kept
     assert run["files"]["model.safetensors"]["sha256"] == checkpoints.sha256_file(b / "model.safetensors")
+    assert run["reproduce"] == "spokenstyle train ablation --set x.y=1" and "reproduce" not in report["runs"]["with"]
 
 
 def test_refuses_bad_arguments_and_mismatched_weights(tmp_path, capsys):
@@ -42,10 +44,16 @@ def test_refuses_bad_arguments_and_mismatched_weights(tmp_path, capsys):
     out = tmp_path / "runs.json"
     with pytest.raises(SystemExit):
         record_runs.main([str(a), "--out", str(out), "--what", "x"])  # no LABEL=
-    assert "LABEL=DIR" in capsys.readouterr().err
+    assert "expected LABEL=DIR" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         record_runs.main([f"x={a}", f"x={a}", "--out", str(out), "--what", "x"])
     assert "unique" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        record_runs.main([f"x={tmp_path / 'missing'}", "--out", str(out), "--what", "x"])
+    assert "not a checkpoint folder" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        record_runs.main([f"x={a}", "--out", str(out), "--what", "x", "--reproduce", "y=cmd"])
+    assert "not recorded" in capsys.readouterr().err
     (a / "model.safetensors").write_bytes(b"not the weights")
     with pytest.raises(checkpoints.CheckpointError):
         record_runs.main([f"x={a}", "--out", str(out), "--what", "x"])

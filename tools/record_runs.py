@@ -4,11 +4,10 @@ report that a chapter can read and check its prose against.
 
     python tools/record_runs.py --out data/benchmarks/NAME-runs-cpu.json --what "..." LABEL=DIR [LABEL=DIR ...]
 
-Chapter 5's ``data/benchmarks/cyclegan-runs-cpu.json`` was written with the width-16 translators
-(``data/checkpoints/cyclegan_*`` as shipped before main's commit that made them width 32) as
-``width16_flat_comic`` / ``width16_flat_pixel``, and as ``noise_flat_comic`` / ``noise_flat_pixel`` the
-output folders of ``spokenstyle train cyclegan_<pair> --profile full --device cpu --set
-cyclegan_<pair>.cycle_noise=0.1`` (run with the value written in the budget row, which is the same).
+Chapter 5's ``data/benchmarks/cyclegan-runs-cpu.json`` records the width-16 translators
+(``data/checkpoints/cyclegan_*`` at commit 0707201, before they were shipped at width 32) as
+``width16_*`` and the two ``cycle_noise=0.1`` runs as ``noise_*``; each run's ``reproduce`` gives the
+``spokenstyle train ... --set`` command that trains it again on today's budget rows.
 
 A run that was tried and not shipped (an ablation, the recipe before a change) is evidence too;
 its weights would double the repository, its manifest is a few kilobytes.
@@ -26,6 +25,8 @@ from spokenstyle import checkpoints
 
 def record(directory: str | Path) -> dict:
     """``directory``'s manifest, checked against its weights (sha256), without ``extra.history``."""
+    if not (Path(directory) / checkpoints.MANIFEST).is_file():
+        raise checkpoints.CheckpointError(f"{directory} is not a checkpoint folder: it has no {checkpoints.MANIFEST}")
     checkpoints.load_checkpoint(directory)  # refuses a folder whose weights do not match the manifest
     manifest = checkpoints.read_manifest(directory)
     extra = {k: v for k, v in manifest.get("extra", {}).items() if k != "history"}
@@ -39,16 +40,35 @@ def parse_run(text: str) -> tuple[str, Path]:
     return label, Path(directory)
 
 
+def parse_reproduce(text: str) -> tuple[str, str]:
+    label, sep, command = text.partition("=")
+    if not sep or not label or not command:
+        raise argparse.ArgumentTypeError(f"expected LABEL=COMMAND, got {text!r}")
+    return label, command
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", type=parse_run, metavar="LABEL=DIR")
     parser.add_argument("--out", required=True, type=Path, help="the JSON report to write")
     parser.add_argument("--what", required=True, help="one sentence: what the runs compare")
+    parser.add_argument("--reproduce", nargs="*", type=parse_reproduce, default=[], metavar="LABEL=COMMAND",
+                        help="the command that trains a run again on today's code, where its manifest's own "
+                             "command no longer does (the budget rows have changed since)")
     args = parser.parse_args(argv)
     labels = [label for label, _ in args.runs]
     if len(set(labels)) != len(labels):
         parser.error(f"labels must be unique, got {labels}")
-    report = {"what": args.what, "runs": {label: record(directory) for label, directory in args.runs}}
+    reproduce = dict(args.reproduce)
+    if set(reproduce) - set(labels):
+        parser.error(f"--reproduce names runs that are not recorded: {sorted(set(reproduce) - set(labels))}")
+    for label, directory in args.runs:
+        if not (directory / checkpoints.MANIFEST).is_file():
+            parser.error(f"{label}={directory}: not a checkpoint folder (no {checkpoints.MANIFEST})")
+    runs = {label: record(directory) for label, directory in args.runs}
+    for label, command in reproduce.items():
+        runs[label]["reproduce"] = command
+    report = {"what": args.what, "runs": runs}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     checkpoints.atomic_write_bytes(args.out, (json.dumps(report, indent=2, sort_keys=True) + "\n").encode())
     print(f"wrote {args.out}: {', '.join(labels)}")

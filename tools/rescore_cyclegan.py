@@ -65,13 +65,17 @@ def rescore(name: str, *, write: bool) -> dict:
         for key in FD_KEYS:
             changes[f"{d}_{key}"] = (old[f"{d}_{key}"], new[f"{d}_{key}"])
         mean, sd = fd_real_baseline(target, n, size, extractor=extractor, sets=BASELINE_SETS)
-        changes[f"{d}_fd_real_vs_real_mean"] = (None, mean)
-        changes[f"{d}_fd_real_vs_real_sd"] = (None, sd)
-        changes[f"{d}_fd_real_vs_real_sets"] = (None, BASELINE_SETS)
+        changes[f"{d}_fd_real_vs_real_mean"] = (old.get(f"{d}_fd_real_vs_real_mean"), mean)
+        changes[f"{d}_fd_real_vs_real_sd"] = (old.get(f"{d}_fd_real_vs_real_sd"), sd)
+        changes[f"{d}_fd_real_vs_real_sets"] = (old.get(f"{d}_fd_real_vs_real_sets"), BASELINE_SETS)
     for k, (was, now) in changes.items():
         print(f"{name} {k:28s} {'' if was is None else f'{was:10.4f}'} -> {now:.4f}")
     fd_reproduced = all(was is not None and math.isclose(was, now, rel_tol=0, abs_tol=TOLERANCE)
                         for k, (was, now) in changes.items() if k.endswith(FD_KEYS))
+    # a five-set baseline the trainer recorded (with the same features network) must reproduce too
+    recorded = {k: (was, now) for k, (was, now) in changes.items() if was is not None and not k.endswith(FD_KEYS)}
+    if fd_reproduced and any(not math.isclose(was, now, rel_tol=0, abs_tol=TOLERANCE) for was, now in recorded.values()):
+        raise SystemExit(f"{name}: the recorded real-vs-real baseline did not reproduce (manifest, now): {recorded}")
     print(f"{name}: the FDs {'reproduced' if fd_reproduced else 'changed'} with the shipped features network")
     if write:
         metrics = dict(old)

@@ -621,6 +621,8 @@ def score_pair(model: CycleGAN, style_a: str, style_b: str, *, judge: nn.Module,
     from ..models import features as feat
     from ..stylization import evaluate_translation, fd_real_baseline
 
+    if not isinstance(baseline_sets, int) or isinstance(baseline_sets, bool) or baseline_sets == 1 or baseline_sets < 0:
+        raise ValueError(f"baseline_sets must be 0 (no baseline) or an int >= 2, got {baseline_sets!r}")
     if baseline_sets and extractor is None:  # one network for the scores and the baseline
         extractor = feat.feature_extractor(weights="features")
     scores: dict[str, Any] = {}

@@ -291,6 +291,9 @@ def test_recipe_trains_saves_and_reloads(tmp_path, monkeypatch, additions):
         assert (scores[f"{d}_fd_real_vs_real_mean"], scores[f"{d}_fd_real_vs_real_sd"]) == pytest.approx((mean, sd))
     manifest = checkpoints.read_manifest(tmp_path / "ckpt")
     assert manifest["extra"]["pair"] == ["flat", "comic"] and manifest["config"]["g_width"] == 4
+    saved = checkpoints.load_checkpoint(tmp_path / "ckpt").tensors  # the generators only
+    assert saved and all(k.startswith(("G_AB.", "G_BA.")) for k in saved)
+    assert manifest["extra"]["discriminators"] == cg.NO_DISCRIMINATORS and manifest["extra"]["class"] == "CycleGAN"
     features_sha = checkpoints.read_manifest(checkpoints.shipped_path("features"))["files"]["model.safetensors"]["sha256"]
     assert manifest["extra"]["feature_extractor"].endswith(features_sha)
     model = cg.cyclegan(weights=tmp_path / "ckpt")
@@ -309,6 +312,19 @@ def test_recipe_trains_saves_and_reloads(tmp_path, monkeypatch, additions):
 def test_bad_config_is_refused(field, value):
     with pytest.raises(ValueError, match=field.split("_")[0]):
         cg.CycleGANConfig(**{field: value})
+
+
+def test_a_checkpoint_of_all_four_networks_still_loads_whole(tmp_path):
+    torch.manual_seed(0)
+    model = cg.cyclegan(**TINY)
+    checkpoints.save_pretrained(model, tmp_path / "full", config=model.config)
+    loaded = cg.cyclegan(weights=tmp_path / "full")
+    for a, b in zip(model.state_dict().values(), loaded.state_dict().values()):
+        torch.testing.assert_close(a, b)  # discriminators included
+    cg.save_translator(model, tmp_path / "g", metrics={}, extra={})
+    generators_only = cg.cyclegan(weights=tmp_path / "g")
+    for key, value in model.generators().state_dict().items():
+        torch.testing.assert_close(generators_only.generators().state_dict()[key], value)
 
 
 def test_bad_inputs_give_clear_errors(tmp_path):

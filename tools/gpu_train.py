@@ -76,8 +76,8 @@ class Run:
 # (16 MiB a file; the repository itself travels whole, 64 MiB at most):
 # - DCGAN at width 64 (6.4 MB; the shipped 32 is 1.9 MB). At 6,000 steps width 64 scored FD 63.4
 #   against 75.8 at width 32 (runtime.BUDGETS' comment); the steps are what the GPU adds.
-# - translators at width 32, as shipped (with both discriminators 14.4 MB for flat <-> comic, 3.7 MB for
-#   flat <-> pixel, which downsamples once), with batch 4 and the
+# - translators at width 32, as shipped (the generators, which is all a recipe saves: 8.8 MB for
+#   flat <-> comic, 2.3 MB for flat <-> pixel, which downsamples once), with batch 4 and the
 #   steps a GPU affords. Measured on one CPU thread, flat <-> comic, 300 held-out scenes, content
 #   accuracy flat->comic / comic->flat: width 16, 6,000 steps (shipped before) 57 / 63 %; width 16,
 #   24,000 steps 81 / 67 %; width 32, 12,000 steps 86 / 86 % (same wall time as the 24,000): width

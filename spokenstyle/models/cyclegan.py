@@ -84,6 +84,8 @@ __all__ = [
     "reference_config",
     "cyclegan",
     "cyclegan_generator",
+    "save_translator",
+    "NO_DISCRIMINATORS",
     "cycle_step",
     "l1_weight",
     "adam_optimizers",
@@ -393,7 +395,8 @@ class GeneratorEMA:
 
 
 class CycleGAN(nn.Module):
-    """The four networks, so that one checkpoint holds them: ``G_AB``, ``G_BA``, ``D_A``, ``D_B``."""
+    """The four networks in one module: ``G_AB``, ``G_BA``, ``D_A``, ``D_B`` (a trained translator's
+    checkpoint keeps the generators only, :func:`save_translator`)."""
 
     def __init__(self, config: CycleGANConfig | None = None) -> None:
         super().__init__()
@@ -404,6 +407,11 @@ class CycleGAN(nn.Module):
         self.G_BA = ResnetGenerator(config)  # B → A
         self.D_A = PatchDiscriminator(config)  # real A vs G_BA(b)
         self.D_B = PatchDiscriminator(config)  # real B vs G_AB(a)
+
+    def generators(self) -> nn.ModuleDict:
+        """``G_AB`` and ``G_BA`` alone, under the same state-dict keys: what a trained recipe saves
+        (the discriminators only matter for training, which resumes from the run directory)."""
+        return nn.ModuleDict({"G_AB": self.G_AB, "G_BA": self.G_BA})
 
 
 # -- builders ----------------------------------------------------------------------------------
@@ -417,6 +425,8 @@ def cyclegan(*, config: CycleGANConfig | None = None, weights: str | Path | None
             replace single fields (``cyclegan(n_blocks=2)``).
         weights: ``None`` for random init, a shipped checkpoint's name (``"cyclegan_flat_comic"``)
             or a checkpoint folder; the architecture then comes from the checkpoint, in eval mode.
+            A checkpoint saved by :func:`save_translator` holds the generators only: the
+            discriminators are then freshly initialised.
     """
     if weights is None:
         if config is not None and not isinstance(config, CycleGANConfig):
@@ -433,8 +443,24 @@ def cyclegan(*, config: CycleGANConfig | None = None, weights: str | Path | None
         raise checkpoints.CheckpointError(f"{directory} is not a CycleGAN checkpoint: its config does not fit "
                                           f"CycleGANConfig ({err})") from err
     model = CycleGAN(config)
-    checkpoints.load_pretrained(model, directory)
+    if manifest.get("extra", {}).get("discriminators") == NO_DISCRIMINATORS:
+        checkpoints.load_pretrained(model.generators(), directory)  # D_A, D_B keep their fresh initialisation
+    else:
+        checkpoints.load_pretrained(model, directory)
     return model.eval()
+
+
+NO_DISCRIMINATORS = "not saved: a translator needs only G_AB and G_BA (training resumes from the run directory)"
+
+
+def save_translator(model: CycleGAN, out_dir: str | Path, *, metrics: dict[str, Any], extra: dict[str, Any]) -> Path:
+    """Saves a trained CycleGAN's generators (not its discriminators, about 40 % of the weights at
+    width 32) with its config, metrics and the command line, for :func:`cyclegan` to load."""
+    from .. import cli
+
+    return checkpoints.save_pretrained(model.generators(), out_dir, config=model.config, metrics=metrics,
+                                       command=cli.command_line(),
+                                       extra={**extra, "class": "CycleGAN", "discriminators": NO_DISCRIMINATORS})
 
 
 def cyclegan_generator(direction: str = "AB", *, weights: str | Path | None = None,
@@ -644,12 +670,11 @@ def score_pair(model: CycleGAN, style_a: str, style_b: str, *, judge: nn.Module,
 def train_pair(out_dir: str | Path, style_a: str, style_b: str, *, runtime, name: str) -> dict[str, Any]:
     """Trains one CycleGAN-lite between ShapeScenes styles ``style_a`` and ``style_b`` (unpaired
     sampling: even train-split seeds in A, odd ones in B) with the budget row ``name``, scores both
-    directions on held-out scenes with the shipped judge and FD, and saves the four networks to
-    ``out_dir``."""
+    directions on held-out scenes with the shipped judge and FD, and saves the generators to
+    ``out_dir`` (:func:`save_translator`)."""
     import shutil
     import time
 
-    from .. import cli
     from ..data import unpaired_batches
     from .judge import scene_judge
 
@@ -682,15 +707,15 @@ def train_pair(out_dir: str | Path, style_a: str, style_b: str, *, runtime, name
                   profile=runtime.profile, device=str(runtime.device), train_seconds=round(train_s, 1),
                   eval_scenes=b["eval"], torch_threads=torch.get_num_threads())
     model.cpu()
-    checkpoints.save_pretrained(model, out_dir, config=model.config, metrics=scores, command=cli.command_line(),
-                                extra={"pair": [style_a, style_b],
-                                       "data": f"ShapeScenes split 'train', unpaired: even seeds in {style_a}, odd "
-                                               f"seeds in {style_b}, {b['resolution']} px; scored on split 'test'",
-                                       "judge": "judge (shipped)", "feature_extractor": _shipped_features(),
-                                       "note": (f"trained on {torch.get_num_threads()} CPU thread(s) of a shared 2-core "
-                                                "machine; see the budget row's comment in spokenstyle.runtime")
-                                       if runtime.device.type == "cpu" else "",
-                                       "history": {k: list(v) for k, v in history.items()}})
+    save_translator(model, out_dir, metrics=scores,
+                    extra={"pair": [style_a, style_b],
+                           "data": f"ShapeScenes split 'train', unpaired: even seeds in {style_a}, odd "
+                                   f"seeds in {style_b}, {b['resolution']} px; scored on split 'test'",
+                           "judge": "judge (shipped)", "feature_extractor": _shipped_features(),
+                           "note": (f"trained on {torch.get_num_threads()} CPU thread(s) of a shared 2-core "
+                                    "machine; see the budget row's comment in spokenstyle.runtime")
+                           if runtime.device.type == "cpu" else "",
+                           "history": {k: list(v) for k, v in history.items()}})
     shutil.rmtree(run_dir, ignore_errors=True)
     return scores
 
@@ -722,7 +747,6 @@ def train_photo(out_dir: str | Path, *, runtime) -> dict[str, Any]:
     import shutil
     import time
 
-    from .. import cli
     from ..data import photo_batches
     from ..stylization import evaluate_photo_translation
 
@@ -752,14 +776,14 @@ def train_photo(out_dir: str | Path, *, runtime) -> dict[str, Any]:
                   ema=b.get("ema", 0.0), profile=runtime.profile, device=str(runtime.device),
                   train_seconds=round(train_s, 1), torch_threads=torch.get_num_threads())
     model.cpu()
-    checkpoints.save_pretrained(model, out_dir, config=model.config, metrics=scores, command=cli.command_line(),
-                                extra={"pair": ["photo", f"painterly ({b['filter']})"],
-                                       "data": "patches of the photos bundled with scikit-image, scikit-learn and "
-                                               f"matplotlib (spokenstyle.data.PHOTO_CREDITS), train region; B = the "
-                                               f"'{b['filter']}' filter on other crops; scored on the test region",
-                                       "note": (f"trained on {torch.get_num_threads()} CPU thread(s) of a shared 2-core "
-                                                "machine; see the budget row's comment in spokenstyle.runtime")
-                                       if runtime.device.type == "cpu" else "",
-                                       "history": {k: list(v) for k, v in history.items()}})
+    save_translator(model, out_dir, metrics=scores,
+                    extra={"pair": ["photo", f"painterly ({b['filter']})"],
+                           "data": "patches of the photos bundled with scikit-image, scikit-learn and "
+                                   f"matplotlib (spokenstyle.data.PHOTO_CREDITS), train region; B = the "
+                                   f"'{b['filter']}' filter on other crops; scored on the test region",
+                           "note": (f"trained on {torch.get_num_threads()} CPU thread(s) of a shared 2-core "
+                                    "machine; see the budget row's comment in spokenstyle.runtime")
+                           if runtime.device.type == "cpu" else "",
+                           "history": {k: list(v) for k, v in history.items()}})
     shutil.rmtree(run_dir, ignore_errors=True)
     return scores

@@ -58,3 +58,25 @@ def test_refuses_bad_arguments_and_mismatched_weights(tmp_path, capsys):
     with pytest.raises(checkpoints.CheckpointError):
         record_runs.main([f"x={a}", "--out", str(out), "--what", "x"])
     assert not out.exists()
+
+
+def test_append_keeps_the_recorded_runs_and_refuses_a_recorded_label(tmp_path, capsys):
+    a, b = _run(tmp_path, "first", 0.9), _run(tmp_path, "second", 0.8)
+    out = tmp_path / "runs.json"
+    assert record_runs.main([f"first={a}", "--out", str(out), "--what", "one"]) == 0
+    (a / "model.safetensors").unlink()  # the first run's folder is gone; its record stays
+    assert record_runs.main(["--append", f"second={b}", "--out", str(out), "--what", "two"]) == 0
+    report = json.loads(out.read_text())
+    assert report["what"] == "two" and sorted(report["runs"]) == ["first", "second"]
+    assert report["runs"]["first"]["metrics"] == {"accuracy": 0.9} and report["runs"]["second"]["metrics"] == {"accuracy": 0.8}
+    before = out.read_text()
+    with pytest.raises(SystemExit):
+        record_runs.main(["--append", f"second={b}", "--out", str(out), "--what", "again"])
+    assert "already recorded" in capsys.readouterr().err and out.read_text() == before
+    with pytest.raises(SystemExit):
+        record_runs.main(["--append", f"x={b}", "--out", str(tmp_path / "none.json"), "--what", "x"])
+    assert "does not exist" in capsys.readouterr().err
+    (tmp_path / "bad.json").write_text("[1, 2]")
+    with pytest.raises(SystemExit):
+        record_runs.main(["--append", f"x={b}", "--out", str(tmp_path / "bad.json"), "--what", "x"])
+    assert "not a runs report" in capsys.readouterr().err

@@ -3,6 +3,10 @@ config, metrics, versions, date, the weights' sha256), without its loss history,
 report that a chapter can read and check its prose against.
 
     python tools/record_runs.py --out data/benchmarks/NAME-runs-cpu.json --what "..." LABEL=DIR [LABEL=DIR ...]
+    python tools/record_runs.py --append --out data/benchmarks/NAME-runs-cpu.json --what "..." LABEL=DIR
+
+``--append`` keeps the runs the report already holds (their folders may be long gone) and adds the
+new ones; a label that is already recorded is refused, and ``--what`` replaces the description.
 
 Chapter 5's ``data/benchmarks/cyclegan-runs-cpu.json`` records the width-16 translators
 (``data/checkpoints/cyclegan_*`` at commit 0707201, before they were shipped at width 32) as
@@ -52,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("runs", nargs="+", type=parse_run, metavar="LABEL=DIR")
     parser.add_argument("--out", required=True, type=Path, help="the JSON report to write")
     parser.add_argument("--what", required=True, help="one sentence: what the runs compare")
+    parser.add_argument("--append", action="store_true",
+                        help="keep the runs already in --out and add these (their labels must be new)")
     parser.add_argument("--reproduce", nargs="*", type=parse_reproduce, default=[], metavar="LABEL=COMMAND",
                         help="the command that trains a run again on today's code, where its manifest's own "
                              "command no longer does (the budget rows have changed since)")
@@ -62,16 +68,27 @@ def main(argv: list[str] | None = None) -> int:
     reproduce = dict(args.reproduce)
     if set(reproduce) - set(labels):
         parser.error(f"--reproduce names runs that are not recorded: {sorted(set(reproduce) - set(labels))}")
+    kept: dict = {}
+    if args.append:
+        if not args.out.is_file():
+            parser.error(f"--append: {args.out} does not exist (leave out --append to start a report)")
+        try:
+            kept = json.loads(args.out.read_text())["runs"]
+        except (json.JSONDecodeError, KeyError, TypeError) as err:
+            parser.error(f"--append: {args.out} is not a runs report ({err!r}); expected a JSON object with 'runs'")
+        if set(kept) & set(labels):
+            parser.error(f"--append: already recorded in {args.out}: {sorted(set(kept) & set(labels))}; "
+                         "choose new labels")
     for label, directory in args.runs:
         if not (directory / checkpoints.MANIFEST).is_file():
             parser.error(f"{label}={directory}: not a checkpoint folder (no {checkpoints.MANIFEST})")
     runs = {label: record(directory) for label, directory in args.runs}
     for label, command in reproduce.items():
         runs[label]["reproduce"] = command
-    report = {"what": args.what, "runs": runs}
+    report = {"what": args.what, "runs": {**kept, **runs}}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     checkpoints.atomic_write_bytes(args.out, (json.dumps(report, indent=2, sort_keys=True) + "\n").encode())
-    print(f"wrote {args.out}: {', '.join(labels)}")
+    print(f"wrote {args.out}: {', '.join(labels)}" + (f" (kept {', '.join(kept)})" if kept else ""))
     return 0
 
 

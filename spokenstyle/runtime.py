@@ -214,7 +214,9 @@ BUDGETS: dict[str, dict[str, dict[str, Any]]] = {
     # chapter 5). fast: the same switches at toy size.
     # Width 32 for 12,000 steps: on one CPU thread it kept 80/88 % (comic) and 78/86 % (pixel) of the
     # objects, against 57/63 % and 66/80 % for width 16 at 6,000 steps (the record above); width 16 at
-    # 24,000 steps, the same time, kept 81/67 % (comic). Cost of full on CPU: 0.34 to 0.40 s a step on
+    # 24,000 steps, the same time, kept 81/67 % (comic). Not shipped either (the record): generators of
+    # width 48 kept 86/88 % (comic) and 72/71 % (pixel), and a second draw of the width-32 comic recipe
+    # 86/86 %, so runs of one recipe differ by up to 6 points. Cost of full on CPU: 0.34 to 0.40 s a step on
     # one thread, 68 and 79 minutes (the manifests' train_seconds, both pairs at once on the 2-core
     # machine). On a GPU (estimated, not measured): batch 1 at 64 px is bound by kernel launches,
     # roughly 10 ms a step, two minutes; tools/gpu_train.py sizes a GPU run to its time

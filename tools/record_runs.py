@@ -10,7 +10,8 @@ new ones; a label that is already recorded is refused, and ``--what`` replaces t
 
 Chapter 5's ``data/benchmarks/cyclegan-runs-cpu.json`` records the width-16 translators
 (``data/checkpoints/cyclegan_*`` at commit 0707201, before they were shipped at width 32) as
-``width16_*`` and the two ``cycle_noise=0.1`` runs as ``noise_*``; each run's ``reproduce`` gives the
+``width16_*``, the two ``cycle_noise=0.1`` runs as ``noise_*``, the two ``g_width=48`` runs as ``width48_*``
+and a second draw of the width-32 flat <-> comic recipe as ``rerun32_flat_comic``; each run's ``reproduce`` gives the
 ``spokenstyle train ... --set`` command that trains it again on today's budget rows.
 
 A run that was tried and not shipped (an ablation, the recipe before a change) is evidence too;

@@ -1,6 +1,6 @@
 """How the decoding method trades truth for diversity in chapter 6's spoken captions.
 
-Not a timing: the chapter-6 metrics (:func:`spokenstyle.captioning.evaluate`) of the shipped
+Not a timing: the chapter-6 metrics (:func:`spokenstyle.evaluation.evaluate_captions`) of the shipped
 captioners' spoken captions of the held-out test scenes, side by side, for each decoding method
 in one run. The shipped manifests score beam 8 and sampling at T = 0.7 (budget ``captioner_eval``); a
 likelihood search (beam) states the picture's relations more often and varies its wording far
@@ -20,8 +20,11 @@ import time
 
 import torch
 
-from spokenstyle import captioning as C
 from spokenstyle import runtime
+from spokenstyle.data.corpus import test_set
+from spokenstyle.evaluation import evaluate_captions
+from spokenstyle.models.captioner import Captioner, caption_images
+from spokenstyle.models.critic import TextClassifier
 
 METHODS = {
     "sample T=0.7": {"method": "sample", "temperature": 0.7},
@@ -43,17 +46,17 @@ def main() -> None:
     if args.n < 1:
         raise SystemExit(f"--n must be a positive number of test scenes, got {args.n}")
     device = runtime.get_device(args.device)
-    test = C.test_set(args.n)
-    reg = C.load_classifier("register_clf", device=device)
+    test = test_set(args.n)
+    reg = TextClassifier.from_pretrained("register_clf", device=device)
     rows: dict[str, dict[str, dict[str, float]]] = {}
     for name in args.models:
-        S = C.load_captioner(name, device=device)
+        S = Captioner.from_pretrained(name, device=device)
         rows[name] = {}
         for label in args.methods:
             start = time.perf_counter()
-            texts, _ = C.caption_images(S, test.images, "spoken", **METHODS[label])
+            texts, _ = caption_images(S, test.images, "spoken", **METHODS[label])
             seconds = time.perf_counter() - start
-            m = C.evaluate(texts, test, register_clf=reg)
+            m = evaluate_captions(texts, test, register_clf=reg)
             rows[name][label] = {**{k: round(float(m[k]), 4) for k in KEYS}, "seconds": round(seconds, 1)}
             r = rows[name][label]
             print(f"{name:18s} {label:13s} true {r['attribute_accuracy']:6.1%}  spoken {r['spoken_rate']:6.1%}  "

@@ -28,6 +28,7 @@ import torch
 from spokenstyle import losses, runtime
 from spokenstyle.models import cyclegan as cg
 from spokenstyle.models.dcgan import to_tanh_range
+from spokenstyle.recipes import cyclegan as rc
 from spokenstyle.train import Trainer, TrainConfig
 
 
@@ -44,17 +45,17 @@ def make_batches(n: int, batch_size: int, size: int, device) -> list[dict[str, t
 
 
 def trainer_run(config: cg.CycleGANConfig, batches, steps: int, device, log_every: int, seed: int = 0) -> Trainer:
-    """``steps`` steps of ``cg.train_cyclegan``'s setup through :class:`Trainer` (from scratch)."""
+    """``steps`` steps of ``rc.train_cyclegan``'s setup through :class:`Trainer` (from scratch)."""
     from functools import partial
 
     torch.manual_seed(seed)
     model = cg.cyclegan(config=config)
-    opts = cg.adam_optimizers(model, lr=2e-4)
-    pools = (cg.ImagePool(config.pool_size), cg.ImagePool(config.pool_size))
+    opts = rc.adam_optimizers(model, lr=2e-4)
+    pools = (rc.ImagePool(config.pool_size), rc.ImagePool(config.pool_size))
     trainer = Trainer({"G_AB": model.G_AB, "G_BA": model.G_BA, "D_A": model.D_A, "D_B": model.D_B}, opts,
-                      partial(cg.cycle_step, config=config, pools=pools),
+                      partial(rc.cycle_step, config=config, pools=pools),
                       TrainConfig(steps=steps, log_every=log_every, desc="trainer"),
-                      schedulers={k: cg.linear_decay(o, steps) for k, o in opts.items()}, device=device)
+                      schedulers={k: rc.linear_decay(o, steps) for k, o in opts.items()}, device=device)
     trainer.fit(lambda step: batches[step % len(batches)])
     return trainer
 
@@ -78,8 +79,8 @@ def timed_plain(config: cg.CycleGANConfig, batches, steps: int, device, log_ever
                                  betas=(0.5, 0.999))
         opt_d = torch.optim.Adam(itertools.chain(model.D_A.parameters(), model.D_B.parameters()), lr=2e-4,
                                  betas=(0.5, 0.999))
-        scheds = [cg.linear_decay(opt_g, n), cg.linear_decay(opt_d, n)]
-        pool_a, pool_b = cg.ImagePool(config.pool_size), cg.ImagePool(config.pool_size)
+        scheds = [rc.linear_decay(opt_g, n), rc.linear_decay(opt_d, n)]
+        pool_a, pool_b = rc.ImagePool(config.pool_size), rc.ImagePool(config.pool_size)
         lam, lam_id = config.lambda_cycle, config.lambda_cycle * config.lambda_identity
         log = []
         for step in range(n):
@@ -125,8 +126,8 @@ def main() -> None:
     rt = runtime.setup(seed=0, device=args.device, deterministic=False)
     gpu = runtime.is_accelerator(rt.device)
     b = runtime.budget("cyclegan_flat_comic", "full")
-    config = cg.config_from_budget(b)
-    batch_size = args.batch_size or (16 if gpu else b["batch_size"])
+    config = rc.config_from_budget(b)
+    batch_size = args.batch_size or (16 if gpu else b.batch_size)
     steps = args.steps or (50 if gpu else 10)
     log_every = 10 if gpu else 1
     batches = make_batches(4, batch_size, config.resolution, rt.device)

@@ -16,10 +16,10 @@ Recipes:
 
 Run (about 8 CPU-minutes per recipe on one thread at the default 6,000 steps)::
 
-    OMP_NUM_THREADS=1 python benchmarks/dcgan_recipes.py --json data/benchmarks/dcgan-recipes-cpu.json
+    OMP_NUM_THREADS=1 python benchmarks/dcgan_recipes.py --json spokenstyle/shipped/benchmarks/dcgan-recipes-cpu.json
 
-The result ships in ``data/benchmarks/`` (installed with the package, so chapter 4 can read it
-in Colab too, through :func:`spokenstyle.runtime.data_dir`).
+The result ships in ``spokenstyle/shipped/benchmarks/`` (installed with the package, so chapter 4
+can read it in Colab too, through :func:`spokenstyle.runtime.data_dir`).
 """
 
 from __future__ import annotations
@@ -31,9 +31,12 @@ import time
 
 import torch
 
-from spokenstyle import metrics, runtime
+from spokenstyle import runtime
+from spokenstyle.data import pool_batches, real_renders
+from spokenstyle.evaluation import evaluate_images
 from spokenstyle.models import dcgan as dc
-from spokenstyle.models import features as feat
+from spokenstyle.models.features import FeatureNet
+from spokenstyle.recipes.dcgan import train_dcgan
 
 RECIPES = {
     "paper": dict(spectral_norm=False, loss="non_saturating_smoothed", betas=(0.5, 0.999)),
@@ -49,12 +52,12 @@ def train_and_score(name: str, images: torch.Tensor, extractor, real, *, steps: 
     model = dc.dcgan(config=dc.DCGANConfig(resolution=32, g_width=width, d_width=width,
                                            spectral_norm=recipe["spectral_norm"]))
     start = time.perf_counter()
-    _, G_avg = dc.train_dcgan(model, feat.pool_batches(images, batch_size, seed=seed), steps=steps, lr=lr,
-                              betas=recipe["betas"], loss=recipe["loss"], ema_decay=0.999, lr_decay=True,
-                              device=device, log_every=50, desc=name)
+    _, G_avg = train_dcgan(model, pool_batches(images, batch_size, seed=seed), steps=steps, lr=lr,
+                           betas=recipe["betas"], loss=recipe["loss"], ema_decay=0.999, lr_decay=True,
+                           device=device, log_every=50, desc=name)
     seconds = time.perf_counter() - start
     fake = G_avg.generate(real[0].shape[0], generator=torch.Generator().manual_seed(seed))
-    report = metrics.evaluate_images(fake, extractor=extractor, real=real, label=name)
+    report = evaluate_images(fake, extractor=extractor, real=real, label=name)
     print(report, flush=True)
     return {"recipe": {k: list(v) if isinstance(v, tuple) else v for k, v in recipe.items()},
             "seconds": round(seconds, 1), "metrics": report.as_dict()}
@@ -77,10 +80,10 @@ def main() -> None:
         parser.error("--steps must be >= 1 and --eval >= 2")
 
     device = torch.device(args.device)
-    images, _, _ = feat.real_renders(args.pool, split="train", size=32)
-    extractor = feat.feature_extractor(weights="features").to(device)
-    real = (feat.real_renders(args.eval, split="a", size=32)[0],
-            [feat.real_renders(args.eval, split="b", size=32, offset=k * args.eval)[0] for k in range(5)])
+    images, _, _ = real_renders(args.pool, split="train", size=32)
+    extractor = FeatureNet.from_pretrained("features", device=device)
+    real = (real_renders(args.eval, split="real_a", size=32)[0],
+            [real_renders(args.eval, split="real_b", size=32, offset=k * args.eval)[0] for k in range(5)])
     results = {name: train_and_score(name, images, extractor, real, steps=args.steps, batch_size=args.batch_size,
                                      lr=args.lr, width=args.width, seed=args.seed, device=device)
                for name in args.recipes}

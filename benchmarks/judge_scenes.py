@@ -17,7 +17,9 @@ import json
 import time
 
 from spokenstyle import runtime
-from spokenstyle.models.judge import JudgeConfig, judge_report, train_judge
+from spokenstyle.evaluation import judge_report
+from spokenstyle.models.judge import JudgeConfig
+from spokenstyle.recipes.judge import train_judge
 
 
 def main() -> None:
@@ -29,19 +31,19 @@ def main() -> None:
     args = ap.parse_args()
     rt = runtime.setup(seed=0, profile=args.profile)
     b = rt.budget("scenes_attr_classifier")
-    steps = args.steps or b["steps"]
+    steps = args.steps or b.steps
     t = time.perf_counter()
-    judge, history = train_judge(steps=steps, batch_size=b["batch_size"], lr=b["lr"], seed=rt.seed,
-                                 device=rt.device, config=JudgeConfig(width=b["width"]))
+    judge, history = train_judge(steps=steps, batch_size=b.batch_size, lr=b.lr, seed=rt.seed,
+                                 device=rt.device, config=JudgeConfig(width=b.width))
     train_s = time.perf_counter() - t
-    report = judge_report(judge, n_per_style=args.eval or b["eval"], device=rt.device)
-    print(f"trained {steps} steps x {b['batch_size']} in {train_s:.0f} s on {runtime.device_name(rt.device)}")
+    report = judge_report(judge, n_per_style=args.eval or b.eval, device=rt.device)
+    print(f"trained {steps} steps x {b.batch_size} in {train_s:.0f} s on {runtime.device_name(rt.device)}")
     print("style | style acc | objects read | scenes read\n---|---|---|---")
     for style, r in report.items():
         print(f"{style} | {r['style']:.2%} | {r['object']:.2%} | {r['scene']:.2%}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"steps": steps, "budget": b, "train_seconds": train_s, "report": report}, f, indent=1)
+            json.dump({"steps": steps, "budget": b.to_dict(), "train_seconds": train_s, "report": report}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -2,9 +2,10 @@
 
 Target (``../shared/BOOK.md`` §8, issue 7): at most 0.5 s per pair on the CPU.
 
-The pipeline is :meth:`SpokenStylePipeline.from_pretrained` when every shipped checkpoint
-exists; otherwise the same architectures at random initialisation (``--random``, or as a
-fallback, said in the output): the time of a forward pass does not depend on the weights,
+The pipeline is :meth:`SpokenStylePipeline.from_pretrained` (its default captioner,
+``captioner_spoken``; the result's ``names`` say which checkpoints ran) when every shipped
+checkpoint exists; otherwise the same architectures at random initialisation (``--random``, or
+as a fallback, said in the output): the time of a forward pass does not depend on the weights,
 except through the sentence length (a trained captioner stops at its <eos>; a random one may
 run to ``max_len``, so the random figure is an upper bound). Each figure is the best of
 ``--repeats`` runs (other processes only ever make a run slower), for a single pair (latency,
@@ -27,7 +28,8 @@ import time
 import torch
 
 from spokenstyle import checkpoints, render, runtime
-from spokenstyle.pipeline import SpokenStylePipeline, scene_picture
+from spokenstyle.data.images import scene_picture
+from spokenstyle.pipeline import SpokenStylePipeline
 
 
 def build(device: torch.device, random: bool) -> tuple[SpokenStylePipeline, str]:
@@ -37,22 +39,25 @@ def build(device: torch.device, random: bool) -> tuple[SpokenStylePipeline, str]
         except (checkpoints.CheckpointError, ImportError) as err:
             reason = str(err).splitlines()[0]
             print(f"[benchmark] shipped checkpoints unavailable ({reason}): timing random-init architectures")
-    from spokenstyle.captioning import captioner_config, classifier_config, load_captioner, load_classifier
-    from spokenstyle.models import cyclegan as cg
-    from spokenstyle.models.captioner import Captioner
-    from spokenstyle.models.critic import TextClassifier
-    from spokenstyle.models.fusion import FusionGenerator, load_fusion
-    from spokenstyle.pipeline import _load_judge
+    from spokenstyle.models.captioner import Captioner, captioner_config
+    from spokenstyle.models.critic import TextClassifier, classifier_config
+    from spokenstyle.models.cyclegan import CycleGAN
+    from spokenstyle.models.fusion import FusionGAN, FusionGenerator
+    from spokenstyle.models.judge import load_judge
 
     torch.manual_seed(0)
     shipped = checkpoints.shipped()
-    S = load_captioner("captioner_spoken") if "captioner_spoken" in shipped else Captioner(captioner_config())
-    T = load_classifier("critic") if "critic" in shipped else TextClassifier(classifier_config("critic"))
-    F = load_fusion("fusion", device="cpu") if "fusion" in shipped else FusionGenerator()
-    J = _load_judge("judge" if "judge" in shipped else "features", torch.device("cpu"))
-    translators = {tuple(n.split("_")[1:]): cg.cyclegan(weights=n) for n in shipped
+    S = (Captioner.from_pretrained("captioner_spoken") if "captioner_spoken" in shipped
+         else Captioner(captioner_config()))
+    T = TextClassifier.from_pretrained("critic") if "critic" in shipped else TextClassifier(classifier_config("critic"))
+    F = FusionGAN.from_pretrained("fusion", device="cpu").F if "fusion" in shipped else FusionGenerator()
+    J = load_judge("judge" if "judge" in shipped else "features", device="cpu")
+    translators = {tuple(n.split("_")[1:]): CycleGAN.from_pretrained(n) for n in shipped
                    if n.startswith("cyclegan_") and len(n.split("_")) == 3}
-    pipe = SpokenStylePipeline(S.eval(), F.eval(), J.eval(), T.eval(), translators=translators or None).to(device)
+    # F is FusionGAN's generator alone, which does not carry the checkpoint's name: say it here
+    names = {"fusion": "fusion"} if "fusion" in shipped else None
+    pipe = SpokenStylePipeline(S.eval(), F.eval(), J.eval(), T.eval(), translators=translators or None,
+                               names=names).to(device)
     missing = [n for n in ("captioner_spoken", "critic", "fusion") if n not in shipped]
     return pipe, f"shipped checkpoints, random init for {missing}" if missing else "shipped checkpoints"
 
@@ -86,7 +91,8 @@ def main(argv: list[str] | None = None) -> dict:
     out = pipe(src, tgt, seed=0)
     typeset = best(lambda: render.typeset(out.fused[0], out.sentences[0], palette_from=tgt[0]), args.repeats, device)
     words = sum(len(s.split()) for s in out.sentences) / len(out.sentences)
-    result = {"device": runtime.device_name(device), "components": what, "decoding": pipe.decoding,
+    result = {"device": runtime.device_name(device), "components": what, "names": pipe.names,
+              "decoding": pipe.decoding,
               "threads": torch.get_num_threads(),
               "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
               "seconds_per_pair_single": round(one, 4), f"seconds_per_pair_batch{args.batch}": round(batch / args.batch, 4),

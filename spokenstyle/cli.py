@@ -1,85 +1,87 @@
-"""The ``spokenstyle`` command: train the book's models, list shipped checkpoints, show the runtime.
+"""The ``spokenstyle`` command: train the book's models, run the pipeline, list shipped checkpoints.
 
     spokenstyle info                         device, profile, budgets, shipped checkpoints
-    spokenstyle train MODEL [--profile full] [--out DIR] [--device cuda] [--set ROW.KEY=VALUE ...]
+    spokenstyle train MODEL [--profile full] [--out DIR] [--device cuda] [--set ROW.FIELD=VALUE ...]
     spokenstyle checkpoints                  the shipped registry with each manifest's metrics
     spokenstyle run --source A --target B --out OUT.png [--json]
                                              the five-step pipeline on one pair (A, B: image files
                                              or scene:SEED:STYLE)
 
-``spokenstyle train`` runs a *recipe*: a function ``train(out_dir, *, runtime) -> metrics``
-that a model family registers in :data:`RECIPES` by module path. A recipe trains through
-:class:`spokenstyle.train.Trainer`, evaluates, and saves with
-:func:`spokenstyle.checkpoints.save_pretrained`; the command line that ran it is recorded in
-the manifest, so every shipped checkpoint says how it was made.
+``spokenstyle train`` runs a *recipe* of :data:`spokenstyle.recipes.RECIPES`: a function
+``train(out_dir, *, runtime) -> metrics`` that trains through :class:`spokenstyle.train.Trainer`,
+evaluates, and saves; the command line that ran it is recorded in the manifest
+(:func:`spokenstyle.checkpoints.command_line`), so every shipped checkpoint says how it was made.
+Every argument is checked before a model is loaded or trained: a typo is reported at once.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
-import shlex
 import sys
 from pathlib import Path
-from typing import Callable
 
-from . import checkpoints, runtime
+from . import budgets, checkpoints, runtime
+from .data import STYLES
+from .data.images import SCENE_SPEC
+from .pipeline import SpokenStylePipeline
+from .recipes import RECIPES
 
-__all__ = ["RECIPES", "main", "command_line"]
+__all__ = ["main", "build_parser", "IMAGE_SUFFIXES"]
 
-# model name -> "module:function"; imported only when asked, so `spokenstyle info` stays fast
-RECIPES: dict[str, str] = {
-    "features": "spokenstyle.models.features:train",
-    "dcgan": "spokenstyle.models.dcgan:train",
-    "judge": "spokenstyle.models.judge:train",  # chapter 5: the scene judge that scores translations
-    "cyclegan_flat_comic": "spokenstyle.models.cyclegan:train_flat_comic",  # chapter 5: CycleGAN-lite, one per style pair
-    "cyclegan_flat_pixel": "spokenstyle.models.cyclegan:train_flat_pixel",
-    "cyclegan_photo": "spokenstyle.models.cyclegan:train_photo",  # chapter 5: photos <-> painterly
-    "captioner": "spokenstyle.captioning:train",  # chapter 6: S, T, the paired upper bound and the instruments
-    "captioner_reader": "spokenstyle.captioning:train_reader_recipe",  # chapter 6's attribute reader R alone
-    "fusion": "spokenstyle.models.fusion:train",  # chapter 7: the fusion generator F and its projection discriminator
-}
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 
 
-def command_line() -> str:
-    """The command that is running, as a user would type it (recorded in manifests)."""
-    argv = list(sys.argv)
-    if argv and Path(argv[0]).name in ("spokenstyle", "__main__.py", "cli.py"):
-        argv[0] = "spokenstyle"
-    return " ".join(shlex.quote(a) for a in argv)
-
-
-def _recipe(name: str) -> Callable:
-    if name not in RECIPES:
-        raise SystemExit(f"spokenstyle train: unknown model {name!r}; choose one of {sorted(RECIPES) or '(none yet)'}")
-    module, _, func = RECIPES[name].partition(":")
-    return getattr(importlib.import_module(module), func)
+class UsageError(ValueError):
+    """An argument of the command line is wrong; the message says which and what is expected."""
 
 
 def _info(args: argparse.Namespace) -> int:
     rt = runtime.Runtime(device=runtime.get_device(args.device), profile=runtime.get_profile(args.profile), seed=0)
     print(rt)
-    print("budgets:", json.dumps({k: rt.budget(k) for k in sorted(runtime.BUDGETS)}, indent=1))
-    print("shipped checkpoints:", ", ".join(checkpoints.shipped()) or "none")
+    print("budgets:", json.dumps({k: rt.budget(k).to_dict() for k in sorted(budgets.BUDGETS)}, indent=1))
+    errors: dict[str, str] = {}
+    print("shipped checkpoints:", ", ".join(checkpoints.shipped(errors=errors)) or "none")
+    for name, err in errors.items():
+        print(f"unreadable shipped checkpoint {name}: {err}")
     print("train recipes:", ", ".join(sorted(RECIPES)) or "none")
     return 0
 
 
 def _checkpoints(args: argparse.Namespace) -> int:
-    for name, manifest in checkpoints.shipped().items():
+    errors: dict[str, str] = {}
+    for name, manifest in checkpoints.shipped(errors=errors).items():
         print(f"{name}: {manifest.get('command')}\n    metrics: {json.dumps(manifest.get('metrics', {}))}")
+    for name, err in errors.items():
+        print(f"{name}: unreadable ({err})")
     return 0
 
 
 def _train(args: argparse.Namespace) -> int:
-    recipe = _recipe(args.model)
-    overrides = runtime.parse_overrides(args.overrides)
-    rt = runtime.setup(seed=args.seed, device=args.device, profile=args.profile, overrides=overrides)
+    if args.model not in RECIPES:
+        raise UsageError(f"unknown model {args.model!r}; choose one of {sorted(RECIPES)}")
+    overrides = budgets.parse_overrides(args.overrides)
     out = Path(args.out) if args.out else runtime.cache_dir() / "runs" / args.model
-    metrics = recipe(out, runtime=rt)
+    _check_out_folder(out)
+    rt = runtime.setup(seed=args.seed, device=args.device, profile=args.profile, overrides=overrides)
+    metrics = RECIPES[args.model](out, runtime=rt)
     print(json.dumps({"model": args.model, "out": str(out), "metrics": metrics}, indent=2))
     return 0
+
+
+def _check_no_file_above(path: Path) -> None:
+    """Refuses an --out whose nearest existing parent is a file (no folder can be made there)."""
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UsageError(f"--out {str(path)!r} lies under {str(parent)!r}, which is a file")
+            return
+
+
+def _check_out_folder(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {str(out)!r} is a file; give a folder for the checkpoint")
+    _check_no_file_above(out)
 
 
 RUN_HELP = """Run the five-step pipeline on one (source, target) pair and save the spoken-style picture.
@@ -87,22 +89,50 @@ RUN_HELP = """Run the five-step pipeline on one (source, target) pair and save t
 SOURCE and TARGET are image files (any format and size PIL reads), or ShapeScenes renders
 written scene:SEED:STYLE (e.g. scene:7:flat; STYLE is one of flat, sketch, watercolour, neon,
 pixel, comic; scene:SEED alone takes style SEED % 6). Needs the shipped checkpoints
-(captioner_paired, critic, fusion, and judge or features; shipped CycleGANs re-generate the
+(captioner_spoken, critic, fusion, and judge or features; shipped CycleGANs re-generate the
 source in step 2); a missing one is named with the command that makes it. Example:
 
     spokenstyle run --source scene:7:flat --target scene:12:neon --out spoken.png --json
 """
 
 
-def _run(args: argparse.Namespace) -> int:
-    from .pipeline import SpokenStylePipeline
+def _check_picture_argument(flag: str, value: str) -> None:
+    if value.startswith("scene:"):
+        match = SCENE_SPEC.fullmatch(value)
+        if not match:
+            raise UsageError(f"{flag} {value!r} is not scene:SEED or scene:SEED:STYLE (e.g. scene:7:neon)")
+        style = match.group(2)
+        if style is not None and not (style in STYLES or (style.isdigit() and int(style) < len(STYLES))):
+            raise UsageError(f"{flag} {value!r}: unknown style {style!r}; choose one of {', '.join(STYLES)} "
+                             f"(or its number, 0 to {len(STYLES) - 1})")
+        return
+    path = Path(value)
+    if not path.is_file():
+        raise UsageError(f"{flag} {value!r}: no such file (give an image file or scene:SEED:STYLE)")
 
+
+def _check_run_arguments(args: argparse.Namespace) -> Path:
+    """Every check of ``spokenstyle run`` that needs no model, done before any model is loaded."""
+    _check_picture_argument("--source", args.source)
+    _check_picture_argument("--target", args.target)
+    target = Path(args.out)
+    if target.suffix.lower() not in IMAGE_SUFFIXES:
+        raise UsageError(f"--out must name an image file ({', '.join(IMAGE_SUFFIXES)}), got {args.out!r}")
+    if target.is_dir():
+        raise UsageError(f"--out {args.out!r} is a folder; name the image file to write")
+    _check_no_file_above(target)
+    if args.seed < 0 or args.seed >= 2**63:
+        raise UsageError(f"--seed must be an int from 0 to 2**63 - 1, got {args.seed}")
+    runtime.get_profile(args.profile)  # SPOKENSTYLE_PROFILE=bogus fails here, with its name
+    runtime.get_device(args.device)
+    return target
+
+
+def _run(args: argparse.Namespace) -> int:
+    target = _check_run_arguments(args)
     runtime.seed_everything(args.seed)
     pipe = SpokenStylePipeline.from_pretrained(args.device)
     out = pipe(args.source, args.target, seed=args.seed, layout=args.layout, side=args.side)
-    target = Path(args.out)
-    if target.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"):
-        raise ValueError(f"--out must name an image file (.png, .jpg, ...), got {args.out!r}")
     target.parent.mkdir(parents=True, exist_ok=True)
     out.picture.save(target)
     summary = {"source": args.source, "target": args.target, "out": str(target), **out.summary()}
@@ -124,14 +154,14 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_)
         p.set_defaults(func=func)
         p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: best available)")
-        p.add_argument("--profile", default=None, choices=runtime.PROFILES, help="fast or full (default: full on CUDA)")
+        p.add_argument("--profile", default=None, choices=budgets.PROFILES, help="fast or full (default: full on CUDA)")
         if name == "train":
-            p.add_argument("model", help="which model to train")
+            p.add_argument("model", help=f"which model to train: {', '.join(sorted(RECIPES))}")
             p.add_argument("--out", default=None, help="checkpoint folder (default: the cache's runs/MODEL)")
             p.add_argument("--seed", type=int, default=0)
-            p.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="ROW.KEY=VALUE",
-                           help="change a budget entry for this run, e.g. --set dcgan_all_styles.width=64 "
-                                "(VALUE read as JSON; checked against spokenstyle.runtime.BUDGETS; recorded "
+            p.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="ROW.FIELD=VALUE",
+                           help="change a budget field for this run, e.g. --set dcgan_all_styles.width=64 "
+                                "(VALUE read as JSON; checked against spokenstyle.budgets.BUDGETS; recorded "
                                 "in the manifest's command)")
     run = sub.add_parser("run", help="run the five-step pipeline on a source and a target picture",
                          description=RUN_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -145,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--side", default="auto", choices=("auto", "top", "bottom"),
                      help="where the bubble goes (auto: the side with less drawn on it)")
     run.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: best available)")
+    run.add_argument("--profile", default=None, choices=budgets.PROFILES, help=argparse.SUPPRESS)
     return parser
 
 
@@ -152,8 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, KeyError, checkpoints.CheckpointError) as err:
-        print(f"spokenstyle {args.command}: {err}", file=sys.stderr)
+    except (ValueError, KeyError, TypeError, FileNotFoundError, checkpoints.CheckpointError) as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"spokenstyle {args.command}: {message}", file=sys.stderr)
         return 2
 
 

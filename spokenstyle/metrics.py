@@ -26,8 +26,8 @@ against another. So every metric is reported beside its **real-vs-real baseline*
 metric between the reference set and independent real sets of the same size as the fakes
 (:func:`compare_to_baseline`). One such set is one random draw: at 2,000 samples the
 real-vs-real FD of the book's feature space varies by about ±20 % from one real set to the next,
-so :func:`evaluate_images` averages the baseline over several disjoint real sets (five by
-default) and reports its spread too; a ratio "FD / baseline" then no longer depends on which
+so :func:`spokenstyle.evaluation.evaluate_images` averages the baseline over several disjoint
+real sets (five by default) and reports its spread too; a ratio "FD / baseline" then no longer depends on which
 real set happened to be drawn.
 
 References:
@@ -38,6 +38,8 @@ References:
     Models", https://arxiv.org/abs/1904.06991
     Naeem et al. 2020, "Reliable Fidelity and Diversity Metrics for Generative Models",
     https://arxiv.org/abs/2002.09797 (density and coverage)
+    Wang, Bovik, Sheikh & Simoncelli 2004, "Image Quality Assessment: From Error Visibility to
+    Structural Similarity" (SSIM).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 __all__ = [
     "frechet_distance_gaussians",
@@ -58,7 +61,9 @@ __all__ = [
     "Comparison",
     "BaselineReport",
     "compare_to_baseline",
-    "evaluate_images",
+    "mean_sd",
+    "check_unit_images",
+    "ssim",
 ]
 
 
@@ -301,7 +306,8 @@ class BaselineReport:
         printer.text(str(self))
 
 
-def _mean_sd(values: Sequence[float]) -> tuple[float, float]:
+def mean_sd(values: Sequence[float]) -> tuple[float, float]:
+    """(mean, sample standard deviation) of a few numbers; the deviation is 0 for one number."""
     t = torch.tensor(list(values), dtype=torch.float64)
     return float(t.mean()), float(t.std(unbiased=True)) if len(t) > 1 else 0.0
 
@@ -342,55 +348,46 @@ def compare_to_baseline(real_a: torch.Tensor | np.ndarray,
         on_fake = METRICS[name](real_a, fake)
         on_real = [METRICS[name](real_a, b) for b in sets]
         for key in on_fake:
-            mean, sd = _mean_sd([r[key] for r in on_real])
+            mean, sd = mean_sd([r[key] for r in on_real])
             report.comparisons[key] = Comparison(key, on_fake[key], mean, sd, len(sets))
     return report
 
 
-def evaluate_images(fake: torch.Tensor, *, style: str | int | None = None, extractor=None,
-                    label: str = "fake", real: tuple | None = None, baseline_sets: int = 5) -> BaselineReport:
-    """Every metric for generated images, beside the real-vs-real baseline, in one call.
+# -- structural similarity ---------------------------------------------------------------------
 
-    Renders held-out real sets of ``len(fake)`` scenes each (in ``style``, or all styles when
-    None, at the fakes' size): the reference set from split ``a`` of
-    :func:`spokenstyle.models.features.real_renders` and ``baseline_sets`` disjoint sets from
-    split ``b``. It embeds them with the feature extractor and reports FD, KID, PRDC (k = 5) and
-    **confident**: the fraction of images whose classifier confidence (the smaller of its style
-    and object-count probabilities, 0 where its colour and count heads disagree on the number of
-    objects; :func:`spokenstyle.models.features.confidence`) is at least
-    0.9. Each real-vs-real number is the mean over the ``b`` sets, with their spread beside it
-    (one set is one noisy draw; see the module docstring).
+def check_unit_images(x: object, name: str) -> torch.Tensor:
+    """``x`` if it is a floating-point (B, 3, H, W) tensor in [0, 1]; else a ValueError naming ``name``."""
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.dim() != 4 or x.shape[1] != 3:
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"{name} must be a floating-point (B, 3, H, W) tensor in [0, 1], got {shape}")
+    if x.numel() and (x.min() < -1e-6 or x.max() > 1 + 1e-6):
+        raise ValueError(f"{name} must be in [0, 1], got values in [{x.min():.3g}, {x.max():.3g}]")
+    return x
 
-    Args:
-        fake: (N, 3, H, W) generated images in [0, 1] (convert tanh outputs with
-            :func:`spokenstyle.models.dcgan.to_unit_range`).
-        style: the style the generator was trained on, or None for all styles.
-        extractor: a :class:`~spokenstyle.models.features.FeatureNet`; default the shipped
-            ``"features"`` checkpoint.
-        label: the column title for the fakes.
-        real: (real_a, real_b) images to use instead of rendering them (same size as ``fake``);
-            ``real_b`` may be one tensor or a list of disjoint real sets.
-        baseline_sets: how many real ``b`` sets to render for the baseline (when ``real`` is None).
+
+def ssim(x: torch.Tensor, y: torch.Tensor, *, window: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    """Structural similarity (Wang et al. 2004) of [0, 1] images, per image: (B,), 1 = identical.
+
+    An 11×11 Gaussian window (σ = 1.5), constants K1 = 0.01, K2 = 0.03, computed per channel and
+    averaged; "valid" windows only, like scikit-image with ``gaussian_weights=True``.
     """
-    from .models import features as feat
+    x, y = check_unit_images(x, "x"), check_unit_images(y, "y")
+    if x.shape != y.shape:
+        raise ValueError(f"x and y must have the same shape, got {tuple(x.shape)} and {tuple(y.shape)}")
+    if min(x.shape[-2:]) < window:
+        raise ValueError(f"images must be at least {window} px on each side for SSIM, got {tuple(x.shape[-2:])}")
+    coords = torch.arange(window, dtype=x.dtype, device=x.device) - (window - 1) / 2
+    g = torch.exp(-coords ** 2 / (2 * sigma ** 2))
+    g = (g / g.sum())
+    kernel = (g[:, None] * g[None, :]).expand(3, 1, window, window)  # (3, 1, k, k), one per channel
 
-    if not isinstance(fake, torch.Tensor) or fake.dim() != 4 or fake.shape[1] != 3:
-        raise ValueError(f"fake must be (N, 3, H, W) images in [0, 1], got "
-                         f"{tuple(fake.shape) if isinstance(fake, torch.Tensor) else type(fake).__name__}")
-    n, size = fake.shape[0], fake.shape[-1]
-    if not isinstance(baseline_sets, int) or isinstance(baseline_sets, bool) or baseline_sets < 1:
-        raise ValueError(f"baseline_sets must be a positive int, got {baseline_sets!r}")
-    if extractor is None:
-        extractor = feat.feature_extractor(weights="features")
-    if real is None:
-        real = (feat.real_renders(n, split="a", style=style, size=size)[0],
-                [feat.real_renders(n, split="b", style=style, size=size, offset=k * n)[0] for k in range(baseline_sets)])
-    real_a, real_b = real
-    real_b = list(real_b) if isinstance(real_b, (list, tuple)) else [real_b]
-    f_fake, c_fake = feat.extract_features(extractor, fake, with_confidence=True)
-    f_a = feat.extract_features(extractor, real_a)
-    f_b, c_b = zip(*(feat.extract_features(extractor, b, with_confidence=True) for b in real_b))
-    report = compare_to_baseline(f_a, list(f_b), f_fake, label=label)
-    mean, sd = _mean_sd([float((c >= 0.9).double().mean()) for c in c_b])
-    report.comparisons["confident"] = Comparison("confident", float((c_fake >= 0.9).double().mean()), mean, sd, len(c_b))
-    return report
+    def blur(t: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(t, kernel, groups=3)
+
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    mu_x, mu_y = blur(x), blur(y)
+    var_x = blur(x * x) - mu_x ** 2
+    var_y = blur(y * y) - mu_y ** 2
+    cov = blur(x * y) - mu_x * mu_y
+    s = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x ** 2 + mu_y ** 2 + c1) * (var_x + var_y + c2))
+    return s.mean((1, 2, 3))

@@ -10,14 +10,17 @@ The steps (source §3, as the book reads them; ``../shared/BOOK.md`` §2):
 
 1. a **source** picture (content) and a **target** picture (style) come in; any input kind
    (paths, PIL images of any mode and size, arrays, tensors, ``"scene:SEED:STYLE"``) becomes
-   a (B, 3, 64, 64) tensor in [0, 1] (:func:`as_images`);
+   a (B, 3, 64, 64) tensor in [0, 1] (:func:`spokenstyle.data.as_images`);
 2. a GAN **generator re-generates** the source: the source says "生成一个与源图片风格相似的图片"
    (make a picture similar in style to the source). With a CycleGAN between styles A and B the
    pipeline sends a picture of A through A → B → A (and one of B through B → A → B): the source's
    content drawn again, in the source's style, by the trained generators. A source whose style
    no translator knows, or no translator at all, passes unchanged (*identity*), and the output
    says so per picture (``output.step2``);
-3. the **captioner S** describes the re-generated picture in the spoken register (chapter 6);
+3. the **captioner S** describes the re-generated picture in the spoken register (chapter 6;
+   by default the unpaired adversarial captioner ``captioner_spoken``, the source's S trained
+   against T; ``captioner_paired``, the upper bound trained on paired spoken captions, is an
+   option);
 4. the **fusion generator F** draws the sentence's content in the target's style (chapter 7),
    and :func:`spokenstyle.render.typeset` sets the sentence into the picture in the target's
    palette;
@@ -28,184 +31,45 @@ The steps (source §3, as the book reads them; ``../shared/BOOK.md`` §2):
 Every intermediate is kept in :class:`SpokenStyleOutput`, together with three readings of the
 content (what the judge sees in the source, what the parser reads in the sentence, what the
 judge sees in F's picture) so that chapter 8 can follow the content through the language
-bottleneck (:func:`content_survival`).
+bottleneck (:func:`spokenstyle.evaluation.content_survival`).
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from . import checkpoints, render, runtime
-from .data.scenes import COLOURS, SHAPES, SIZES
+from . import budgets, checkpoints, render, runtime
+from .data import STYLES, as_images, sentence_slots, slots_to_text
+from .data.tokenizer import encode_captions
+from .models.captioner import Captioner, caption_images
+from .models.critic import TextClassifier
+from .models.cyclegan import CycleGAN
+from .models.fusion import fuse, load_fusion
+from .models.judge import load_judge, read_scene
 
 __all__ = [
-    "IMAGE_SIZE",
-    "SCENE_SPEC",
+    "TRAIN_COMMANDS",
     "SpokenStyleOutput",
     "SpokenStylePipeline",
-    "as_images",
-    "scene_picture",
-    "judge_read",
-    "sentence_slots",
-    "slots_to_text",
-    "content_survival",
 ]
-
-IMAGE_SIZE = 64  # every model of the book works at 64 px (the judges resize for themselves)
-SCENE_SPEC = re.compile(r"scene:(\d+)(?::([a-z]+|\d))?")  # "scene:SEED" or "scene:SEED:STYLE"
 
 # what `spokenstyle train ...` makes each shipped component (for the error of from_pretrained)
 TRAIN_COMMANDS: dict[str, str] = {
-    "captioner_spoken": "spokenstyle train captioner --profile full --out data/checkpoints",
-    "captioner_paired": "spokenstyle train captioner --profile full --out data/checkpoints",
-    "critic": "spokenstyle train captioner --profile full --out data/checkpoints",
-    "fusion": "spokenstyle train fusion --profile full --out data/checkpoints/fusion",
-    "features": "spokenstyle train features --profile full --out data/checkpoints/features",
-    "judge": "spokenstyle train judge --profile full --out data/checkpoints/judge",
+    "captioner_spoken": "spokenstyle train captioner --profile full --out spokenstyle/shipped/checkpoints",
+    "captioner_paired": "spokenstyle train captioner --profile full --out spokenstyle/shipped/checkpoints",
+    "critic": "spokenstyle train captioner --profile full --out spokenstyle/shipped/checkpoints",
+    "fusion": "spokenstyle train fusion --profile full --out spokenstyle/shipped/checkpoints/fusion",
+    "features": "spokenstyle train features --profile full --out spokenstyle/shipped/checkpoints/features",
+    "judge": "spokenstyle train judge --profile full --out spokenstyle/shipped/checkpoints/judge",
 }
 
 
-# -- step 1: inputs ----------------------------------------------------------------------------
-
-def scene_picture(seed: int, style: str | int | None = None, size: int = IMAGE_SIZE) -> torch.Tensor:
-    """ShapeScenes scene ``seed`` drawn in ``style`` (default: ``seed % 6``): (1, 3, size, size)."""
-    from .data import STYLES, render as render_scenes, sample_scenes
-
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"a scene seed is an int ≥ 0, got {seed!r}")
-    if style is None:
-        style = seed % len(STYLES)
-    if isinstance(style, str) and style.isdigit():
-        style = int(style)
-    if isinstance(style, str) and style not in STYLES:
-        raise ValueError(f"unknown style {style!r}; choose one of {STYLES}")
-    if isinstance(style, int) and not 0 <= style < len(STYLES):
-        raise ValueError(f"style id must be in [0, {len(STYLES)}), got {style}")
-    return render_scenes(sample_scenes([seed]), style, size)
-
-
-def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
-    """(B, 3, H, W) → (B, 3, size, size): the centre square, then an antialiased resize."""
-    h, w = x.shape[-2:]
-    if h != w:
-        s = min(h, w)
-        top, left = (h - s) // 2, (w - s) // 2
-        x = x[..., top: top + s, left: left + s]
-    if x.shape[-1] != size:
-        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-    return x.clamp(0, 1)
-
-
-def _from_pil(image: Any) -> torch.Tensor:
-    pil = render.to_pil(image)  # any mode → RGB (transparency on white, 16-bit scaled)
-    return torch.from_numpy(np.asarray(pil, dtype=np.float32) / 255.0).permute(2, 0, 1)[None]
-
-
-def _from_array(a: np.ndarray, name: str) -> torch.Tensor:
-    if a.dtype == np.bool_ or a.dtype.kind not in "uif":
-        raise TypeError(f"{name}: an array image must be uint8 or float in [0, 1], got dtype {a.dtype}")
-    if a.ndim == 2:
-        a = a[..., None]
-    if a.ndim == 3:
-        a = a[None]
-    if a.ndim != 4 or a.shape[-1] not in (1, 3, 4):
-        raise ValueError(f"{name}: an array image must be (H, W), (H, W, C) or (B, H, W, C) with C in (1, 3, 4), "
-                         f"got shape {a.shape}")
-    if a.dtype == np.uint8:
-        x = a.astype(np.float32) / 255.0
-    elif a.dtype.kind == "f":
-        x = a.astype(np.float32)
-        if not np.isfinite(x).all() or (x.size and (x.min() < -1e-3 or x.max() > 1 + 1e-3)):
-            raise ValueError(f"{name}: a float array image must hold finite values in [0, 1] "
-                             f"(got [{np.nanmin(x):.3g}, {np.nanmax(x):.3g}]); uint8 arrays may hold 0…255")
-    else:
-        raise TypeError(f"{name}: an integer array image must be uint8 (0…255), got dtype {a.dtype}")
-    if x.shape[-1] == 4:  # transparency onto white
-        x = x[..., :3] * x[..., 3:] + (1.0 - x[..., 3:])
-    t = torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2)
-    return t.expand(-1, 3, -1, -1) if t.shape[1] == 1 else t
-
-
-def _from_tensor(t: torch.Tensor, name: str) -> torch.Tensor:
-    t = t.detach()
-    if t.dim() == 3:
-        t = t[None]
-    if t.dim() != 4 or t.shape[1] not in (1, 3):
-        raise ValueError(f"{name}: a tensor image must be (3, H, W) or (B, 3, H, W) (1 channel is grey), "
-                         f"got shape {tuple(t.shape)}")
-    if t.dtype == torch.uint8:
-        t = t.float() / 255.0
-    elif t.is_floating_point():
-        t = t.float()
-        if t.numel() and (not torch.isfinite(t).all() or t.min() < -1e-3 or t.max() > 1 + 1e-3):
-            raise ValueError(f"{name}: a float tensor image must hold finite values in [0, 1]; a generator's "
-                             "tanh output needs (x + 1) / 2 first")
-    else:
-        raise TypeError(f"{name}: a tensor image must be float in [0, 1] or uint8, got {t.dtype}")
-    return t.expand(-1, 3, -1, -1) if t.shape[1] == 1 else t
-
-
-def as_images(images: Any, size: int = IMAGE_SIZE, *, name: str = "images") -> torch.Tensor:
-    """Any picture input → float32 (B, 3, size, size) in [0, 1] on the CPU.
-
-    Accepts: a path (str or ``Path``) to an image file; ``"scene:SEED"`` or
-    ``"scene:SEED:STYLE"`` (a ShapeScenes render, see :func:`scene_picture`); a PIL image of any
-    mode (L, RGB, RGBA, P, I;16, CMYK, …); a numpy array (H, W), (H, W, C) or (B, H, W, C),
-    uint8 or float in [0, 1]; a tensor (3, H, W) or (B, 3, H, W), float in [0, 1] or uint8; or a
-    list/tuple of any of these (a batch). Non-square pictures are cropped to their centre square;
-    every picture is resized to ``size``.
-
-    Raises:
-        TypeError: an unsupported kind of input or dtype.
-        ValueError: a missing file, an unreadable image, a bad shape, values outside [0, 1],
-            an empty picture or an empty list.
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    if isinstance(images, (list, tuple)):
-        if not images:
-            raise ValueError(f"{name} is an empty list; give at least one picture")
-        return torch.cat([as_images(im, size, name=f"{name}[{i}]") for i, im in enumerate(images)])
-    if isinstance(images, str) and images.startswith("scene:"):
-        m = SCENE_SPEC.fullmatch(images)
-        if not m:
-            raise ValueError(f"{name}: {images!r} is not 'scene:SEED' or 'scene:SEED:STYLE' (e.g. 'scene:7:neon')")
-        x = scene_picture(int(m.group(1)), m.group(2))
-    elif isinstance(images, (str, Path)):
-        path = Path(images)
-        if not path.is_file():
-            raise ValueError(f"{name}: no image file at {str(path)!r}")
-        try:
-            with Image.open(path) as im:
-                im.load()
-                x = _from_pil(im)
-        except (UnidentifiedImageError, OSError) as err:
-            raise ValueError(f"{name}: {str(path)!r} is not a readable image ({err})") from err
-    elif isinstance(images, Image.Image):
-        x = _from_pil(images)
-    elif isinstance(images, np.ndarray):
-        x = _from_array(images, name)
-    elif isinstance(images, torch.Tensor):
-        x = _from_tensor(images, name)
-    else:
-        raise TypeError(f"{name} must be a path, 'scene:SEED:STYLE', a PIL image, a numpy array, a tensor or a list "
-                        f"of them; got {type(images).__name__}")
-    if x.shape[0] == 0 or x.shape[-1] == 0 or x.shape[-2] == 0:
-        raise ValueError(f"{name}: the picture is empty (shape {tuple(x.shape)})")
-    return _resize(x.float().cpu(), size)
-
-
 def _style_ids(style: Any, n: int, name: str = "target_style") -> torch.Tensor | None:
-    from .data import STYLES
-
     if style is None:
         return None
     items = list(style) if isinstance(style, (list, tuple, torch.Tensor)) else [style] * n
@@ -225,85 +89,6 @@ def _style_ids(style: Any, n: int, name: str = "target_style") -> torch.Tensor |
     return torch.tensor(out)
 
 
-# -- step 5 helpers: what a judge and the parser read ------------------------------------------
-
-@torch.no_grad()
-def judge_read(judge: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(style probabilities (B, 6), colour slots (B, 6)) that ``judge`` reads off ``images``.
-
-    ``judge`` is a :class:`~spokenstyle.models.features.FeatureNet` (colour present when its
-    logit is positive, then the most likely shape and size) or anything returning
-    ``(style_logits, slot_logits (B, 6, 13))`` like :class:`~spokenstyle.models.judge.SceneJudge`.
-    Slots follow ``SceneBatch.colour_slots``: 0 = colour absent, else ``1 + shape * 2 + size``.
-    """
-    from .models.features import FeatureNet
-
-    device = next(judge.parameters()).device
-    was_training = judge.training
-    judge.eval()
-    try:
-        out = judge(images.to(device))
-    finally:
-        judge.train(was_training)
-    if isinstance(judge, FeatureNet):
-        present = out.colour_logits > 0  # (B, 6)
-        cls = 1 + out.shape_logits.argmax(-1) * len(SIZES) + out.size_logits.argmax(-1)  # (B, 6)
-        slots = torch.where(present, cls, torch.zeros_like(cls))
-        style_logits = out.style_logits
-    else:
-        style_logits, slot_logits = out[0], out[1]
-        slots = slot_logits.argmax(-1)
-    return style_logits.float().softmax(-1).cpu(), slots.cpu()
-
-
-def sentence_slots(sentences: Sequence[str]) -> torch.Tensor:
-    """(B, 6) colour slots the parser reads from each sentence; -1 for a sentence it cannot read."""
-    from .data.captions import try_parse
-    from .models.critic import scene_targets
-
-    return scene_targets([try_parse(s) for s in sentences])[0]
-
-
-def slots_to_text(slots: torch.Tensor) -> str:
-    """One row of colour slots as words: "large red circle, small blue square" ("-" if empty)."""
-    if slots.dim() != 1 or slots.numel() != len(COLOURS):
-        raise ValueError(f"slots must be one row of {len(COLOURS)}, got shape {tuple(slots.shape)}")
-    if bool((slots < 0).any()):
-        return "(unreadable)"
-    words = []
-    for c, v in enumerate(slots.tolist()):
-        if v > 0:
-            shape, size = divmod(v - 1, len(SIZES))
-            words.append(f"{SIZES[size]} {COLOURS[c]} {SHAPES[shape]}")
-    return ", ".join(words) or "-"
-
-
-def content_survival(reference: torch.Tensor, reading: torch.Tensor) -> dict[str, float]:
-    """How much of ``reference``'s content ``reading`` keeps; both (B, 6) colour slots.
-
-    Returns the fractions of the reference's objects (present colour slots) whose colour is
-    present in the reading (``colour``), whose colour *and* shape match (``shape``), whose
-    colour and size match (``size``), and that match exactly (``object``); ``scene`` is the
-    fraction of rows read exactly (nothing missing, nothing added). Rows of ``reading`` with
-    -1 (unreadable) keep nothing.
-    """
-    if reference.shape != reading.shape or reference.dim() != 2:
-        raise ValueError(f"reference and reading must both be (B, 6), got {tuple(reference.shape)} "
-                         f"and {tuple(reading.shape)}")
-    present = reference > 0
-    n = int(present.sum())
-    if n == 0:
-        raise ValueError("the reference has no objects")
-    ok = reading >= 0
-    got = (reading > 0) & ok
-    shape_ref, size_ref = (reference - 1).clamp(min=0).div(len(SIZES), rounding_mode="floor"), (reference - 1).clamp(min=0) % len(SIZES)
-    shape_r, size_r = (reading - 1).clamp(min=0).div(len(SIZES), rounding_mode="floor"), (reading - 1).clamp(min=0) % len(SIZES)
-    frac = lambda m: float((m & present).sum()) / n  # noqa: E731
-    return {"colour": frac(got), "shape": frac(got & (shape_r == shape_ref)), "size": frac(got & (size_r == size_ref)),
-            "object": frac(got & (reading == reference)),
-            "scene": float((ok.all(1) & (reading == reference).all(1)).float().mean())}
-
-
 # -- the output --------------------------------------------------------------------------------
 
 @dataclass
@@ -315,7 +100,7 @@ class SpokenStyleOutput:
         regenerated: step 2, the source re-generated by the GAN translator (or unchanged).
         step2: per pair, what step 2 did ("cyclegan_flat_neon: flat→neon→flat" or "identity …").
         sentences: step 3, S's spoken sentence for each pair.
-        tokens: (B, L) the sentences' token ids (``captioning.encode_captions``: what the critic reads).
+        tokens: (B, L) the sentences' token ids (:func:`spokenstyle.data.encode_captions`: what the critic reads).
         fused: step 4, F's picture of the sentence in the target's style, (B, 3, 64, 64).
         pictures: step 4, the composed pictures (PIL, RGB): ``fused`` with the sentence set in.
         target_style: (B,) the style id the fused picture should have (given, or the judge's
@@ -367,8 +152,6 @@ class SpokenStyleOutput:
 
     def summary(self, i: int = 0) -> dict[str, Any]:
         """Pair ``i`` as plain JSON-ready values (what ``spokenstyle run --json`` prints)."""
-        from .data import STYLES
-
         return {"sentence": self.sentences[i], "step2": self.step2[i],
                 "target_style": STYLES[int(self.target_style[i])], "fused_style": STYLES[int(self.fused_style[i])],
                 "style_score": round(float(self.style_scores[i]), 4),
@@ -381,18 +164,9 @@ class SpokenStyleOutput:
 
 # -- the pipeline ------------------------------------------------------------------------------
 
-def _default_fuse() -> Callable:
-    try:
-        from .models.fusion import fuse
-    except ImportError as err:  # the fusion model lands with chapter 7
-        raise ImportError("spokenstyle.models.fusion is not available; pass fuse_fn= to SpokenStylePipeline") from err
-    return fuse
-
-
 def _name(module: Any, default: str = "random init") -> str:
     """A component's display name: where it was loaded from, if the loader said so."""
-    manifest = getattr(module, "manifest", None)
-    path = getattr(manifest, "path", None) if manifest is not None else None
+    path = getattr(module, "checkpoint_path", None)
     return Path(path).name if path else default
 
 
@@ -425,8 +199,6 @@ class SpokenStylePipeline:
     def __init__(self, captioner: nn.Module, fusion: Any, judge: nn.Module, critic: nn.Module, *,
                  attribute_judge: nn.Module | None = None, translators: Any = None, fuse_fn: Callable | None = None,
                  names: dict[str, str] | None = None, decoding: dict[str, Any] | None = None) -> None:
-        from .models.captioner import Captioner
-
         if not isinstance(captioner, Captioner):
             raise TypeError(f"captioner must be a Captioner, got {type(captioner).__name__}")
         for label, module in (("judge", judge), ("critic", critic), ("attribute_judge", attribute_judge)):
@@ -441,8 +213,8 @@ class SpokenStylePipeline:
         self.captioner, self.fusion, self.judge, self.critic = captioner, fusion, judge, critic
         self.attribute_judge = attribute_judge
         self.translators = translators
-        self.fuse_fn = fuse_fn
-        self.decoding = dict(decoding or runtime.budget("captioner_eval", "full")["decoding"])
+        self.fuse_fn = fuse_fn or fuse
+        self.decoding = dict(decoding or budgets.lookup("captioner_eval", "full").decoding)
         self.names = {"captioner": _name(captioner), "fusion": _name(fusion), "judge": _name(judge),
                       "critic": _name(critic),
                       "attribute_judge": _name(attribute_judge) if attribute_judge is not None else "the style judge",
@@ -457,76 +229,72 @@ class SpokenStylePipeline:
 
     # -- loading ---------------------------------------------------------------------------------
     @classmethod
-    def from_pretrained(cls, device: str | torch.device | None = None, *, captioner: str | Path = "captioner_paired",
+    def from_pretrained(cls, device: str | torch.device | None = None, *, captioner: str | Path = "captioner_spoken",
                         fusion: str | Path = "fusion", judge: str | Path = "auto", critic: str | Path = "critic",
                         attribute_judge: str | Path | None = "auto",
                         translators: str | Sequence[str | Path] | None = "auto", **kwargs: Any) -> "SpokenStylePipeline":
         """The pipeline with the shipped checkpoints (each argument: a shipped name or a folder).
 
-        ``captioner`` defaults to ``"captioner_paired"``, chapter 6's upper bound (trained on
-        paired spoken captions), because it is the shipped captioner whose spoken captions are
-        most often true of their picture: on chapter 6's 1,000 test pictures with beam 8, 96.0 %
-        against 94.2 % for the unpaired adversarial model ``"captioner_spoken"`` (chapter 6,
-        section 8); pass ``captioner="captioner_spoken"`` to run the pipeline with it.
+        ``captioner`` defaults to ``"captioner_spoken"``: the source's S, trained against the
+        critic T on formal captions and an unpaired pile of spoken sentences (chapter 6, section
+        8: with beam 8, 94.2 % of its spoken captions are true of their picture and all are
+        spoken). ``captioner="captioner_paired"`` takes the upper bound instead, trained on
+        paired spoken captions the unpaired setting does not have (96.0 % true).
 
         ``judge="auto"`` takes the shipped scene judge ``"judge"`` (chapter 5; it reads 64 px
         pictures) when there is one, else ``"features"``. Measured on 2,000 held-out renders, the
         ``features`` classifier reads the style of 32 px renders perfectly but of 64 px renders
         (area-downsampled to its 32 px) only 79 % of the time (textures drawn at 64 px differ
         from those drawn at 32 px), so on the pipeline's 64 px pictures the scene judge is the
-        better ruler.
-        ``attribute_judge="auto"`` takes the scene judge that scored F (chapter 7,
-        :func:`spokenstyle.models.fusion.load_judge`) when one is shipped, else reads content with
-        ``judge``; ``None`` always uses ``judge``.
-        ``translators="auto"`` takes every shipped ``cyclegan_<a>_<b>`` checkpoint (none: step 2
-        is the identity, and the output says so); ``None`` forces the identity.
+        better ruler. ``attribute_judge="auto"`` reads content with the scene judge that scored F
+        in chapter 7 (the one beside F's checkpoint if its recipe trained one, else the shipped
+        ``"judge"``), else with ``judge``; ``None`` always uses ``judge``. ``translators="auto"`` takes every shipped ``cyclegan_<a>_<b>``
+        checkpoint (none: step 2 is the identity, and the output says so); ``None`` forces the
+        identity.
 
         Raises:
             CheckpointError: naming every missing checkpoint and the command that makes it.
         """
-        from .captioning import load_captioner, load_classifier
-        from .data import STYLES
-
         dev = runtime.get_device(device)
+        available = checkpoints.shipped()
         if judge == "auto":
-            judge = "judge" if "judge" in checkpoints.shipped() else "features"
+            judge = "judge" if "judge" in available else "features"
         wanted = {"captioner": captioner, "fusion": fusion, "judge": judge, "critic": critic}
         missing = []
         for role, name in wanted.items():
-            if isinstance(name, Path) or "/" in str(name):
-                if not (Path(name) / checkpoints.MANIFEST).is_file():
-                    missing.append(f"{role}: no checkpoint at {name}")
-            elif name not in checkpoints.shipped():
+            try:
+                path = checkpoints.resolve(name)
+            except checkpoints.CheckpointError:
                 missing.append(f"{role}: {name!r} is not shipped (make it with "
                                f"`{TRAIN_COMMANDS.get(str(name), 'spokenstyle train ' + str(name))}`)")
+                continue
+            if not (path / checkpoints.MANIFEST).is_file():
+                missing.append(f"{role}: no checkpoint at {name}")
         if missing:
             raise checkpoints.CheckpointError(
                 "SpokenStylePipeline.from_pretrained needs checkpoints that are missing:\n  " + "\n  ".join(missing)
-                + f"\nshipped now: {sorted(checkpoints.shipped()) or 'none'}")
-        S = load_captioner(captioner, device=dev)
-        T = load_classifier(critic, device=dev)
-        J = _load_judge(judge, dev)
-        from .models import fusion as fusion_module
-
-        Fz = fusion_module.load_fusion(fusion, device=dev)
+                + f"\nshipped now: {sorted(available) or 'none'}")
+        S = Captioner.from_pretrained(captioner, device=dev)
+        T = TextClassifier.from_pretrained(critic, device=dev)
+        J = load_judge(judge, device=dev)
+        Fz = load_fusion(fusion, device=dev)
         A, attr_name = None, "the style judge"
         if attribute_judge == "auto":
-            try:
-                A, attr_name = fusion_module.load_judge(fusion, device=dev).eval(), "judge (scene judge)"
-            except (checkpoints.CheckpointError, ImportError, AttributeError, FileNotFoundError):
-                A = None  # no scene judge shipped: the style judge reads content too
+            own = checkpoints.resolve(fusion) / "judge"  # the judge a fusion recipe trained beside F, if any
+            if (own / checkpoints.MANIFEST).is_file():
+                A, attr_name = load_judge(own, device=dev), f"{Path(str(fusion)).name}/judge (scene judge)"
+            elif "judge" in available:
+                A, attr_name = load_judge("judge", device=dev), "judge (scene judge)"
         elif attribute_judge is not None:
-            A, attr_name = _load_judge(attribute_judge, dev), Path(str(attribute_judge)).name
+            A, attr_name = load_judge(attribute_judge, device=dev), Path(str(attribute_judge)).name
         found: dict[tuple[str, str], Any] = {}
         if translators is not None:
-            from .models import cyclegan as cg
-
-            names = ([n for n in checkpoints.shipped() if n.startswith("cyclegan_")] if translators == "auto"
+            names = ([n for n in available if n.startswith("cyclegan_")] if translators == "auto"
                      else [translators] if isinstance(translators, (str, Path)) else list(translators))
             for n in names:
                 parts = Path(str(n)).name.split("_")
                 if len(parts) == 3 and parts[1] in STYLES and parts[2] in STYLES:
-                    found[(parts[1], parts[2])] = cg.cyclegan(weights=n).to(dev).eval()
+                    found[(parts[1], parts[2])] = CycleGAN.from_pretrained(n, device=dev)
                 elif translators != "auto":
                     raise ValueError(f"translator {n!r} is not named cyclegan_<style>_<style>")
         names = {"captioner": Path(str(captioner)).name, "fusion": Path(str(fusion)).name,
@@ -555,8 +323,6 @@ class SpokenStylePipeline:
     @torch.no_grad()
     def regenerate(self, source: torch.Tensor, source_style: torch.Tensor) -> tuple[torch.Tensor, list[str]]:
         """Step 2: (re-generated sources, what was done to each)."""
-        from .data import STYLES
-
         n = source.shape[0]
         if self.translators is None:
             return source.clone(), ["identity (no translator)"] * n
@@ -605,8 +371,6 @@ class SpokenStylePipeline:
         Returns:
             a :class:`SpokenStyleOutput` with every intermediate.
         """
-        from .captioning import caption_images, encode_captions
-
         if not isinstance(seed, int) or isinstance(seed, bool):
             raise TypeError(f"seed must be an int, got {type(seed).__name__}")
         if layout not in render.LAYOUTS:
@@ -626,10 +390,10 @@ class SpokenStylePipeline:
                                  "or a single source or target")
         n = src.shape[0]
         attr_judge = self.attribute_judge if self.attribute_judge is not None else self.judge
-        src_probs, src_slots = judge_read(self.judge, src)
+        src_probs, src_slots = read_scene(self.judge, src)
         if attr_judge is not self.judge:
-            src_slots = judge_read(attr_judge, src)[1]
-        tgt_probs, _ = judge_read(self.judge, tgt)
+            src_slots = read_scene(attr_judge, src)[1]
+        tgt_probs, _ = read_scene(self.judge, tgt)
         wanted = _style_ids(target_style, n)
         wanted = tgt_probs.argmax(-1) if wanted is None else wanted
         src_style = _style_ids(source_style, n, "source_style")
@@ -643,20 +407,19 @@ class SpokenStylePipeline:
         tokens = encode_captions(sentences)  # what T reads: the sentence as written, as in chapter 6's metrics
 
         # 4. F draws the sentence in the target's style; the sentence is typeset in its palette
-        fuse = self.fuse_fn or _default_fuse()
         # F draws what a sentence says; a sentence with no words (S may stop at once) says nothing,
         # so F gets a filler that names no object
         said = [s if s.strip() else "hmm" for s in sentences]
-        fused = fuse(self.fusion, said, tgt.to(_device_of(self.fusion, self.device)), seed=seed)
+        fused = self.fuse_fn(self.fusion, said, tgt.to(_device_of(self.fusion, self.device)), seed=seed)
         if not isinstance(fused, torch.Tensor) or fused.dim() != 4 or fused.shape[:2] != (n, 3):
             raise ValueError(f"F returned {getattr(fused, 'shape', type(fused).__name__)}; expected ({n}, 3, H, W)")
         fused = fused.detach().float().cpu().clamp(0, 1)
         pictures = [render.typeset(fused[i], sentences[i], layout=layout, side=side, palette_from=tgt[i]) for i in range(n)]
 
         # 5. the judge scores the style, the critic T how spoken the sentence is
-        fused_probs, fused_slots = judge_read(self.judge, fused)
+        fused_probs, fused_slots = read_scene(self.judge, fused)
         if attr_judge is not self.judge:
-            fused_slots = judge_read(attr_judge, fused)[1]
+            fused_slots = read_scene(attr_judge, fused)[1]
         style_scores = fused_probs.gather(1, wanted[:, None])[:, 0]
         max_len = getattr(getattr(self.critic, "config", None), "max_len", tokens.shape[1])
         critic_device = next(self.critic.parameters()).device
@@ -684,16 +447,3 @@ def _device_of(module: Any, default: torch.device) -> torch.device:
             return param.device
     return default
 
-
-def _load_judge(weights: str | Path, device: torch.device) -> nn.Module:
-    """A judge checkpoint: a FeatureNet or a SceneJudge, told apart by the manifest's class."""
-    from .models.features import feature_extractor
-    from .models.judge import JudgeConfig, SceneJudge
-
-    directory = Path(weights) if isinstance(weights, Path) or "/" in str(weights) else checkpoints.shipped_path(str(weights))
-    manifest = checkpoints.read_manifest(directory)
-    if (manifest.get("extra") or {}).get("class") == "SceneJudge":
-        model = SceneJudge(JudgeConfig(**manifest["config"]))
-        checkpoints.load_pretrained(model, directory)
-        return model.to(device).eval()
-    return feature_extractor(weights=directory).to(device)

@@ -41,6 +41,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Sequence
 
+import matplotlib
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
@@ -72,8 +73,6 @@ ELLIPSIS = "…"  # DejaVu Sans has the glyph
 
 
 def _font_path() -> Path:
-    import matplotlib
-
     return Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
 
 

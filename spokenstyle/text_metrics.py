@@ -29,6 +29,9 @@ from typing import Any, Callable, Iterable, Sequence
 
 import torch
 
+from .data.captions import parse as parse_caption
+from .data.scenes import COLOURS, RELATIONS, SceneBatch, relation_between
+
 __all__ = [
     "tokenize",
     "ngrams",
@@ -160,8 +163,6 @@ def caption_is_true(spec: Any, scenes: Any, i: int) -> bool:
     """True when a parsed caption ``spec`` names exactly the objects of picture ``i`` of the
     :class:`~spokenstyle.data.scenes.SceneBatch` ``scenes`` (shape, colour and size each) and
     every relation it states holds between those two objects in the picture's geometry."""
-    from .data.scenes import COLOURS, RELATIONS, relation_between
-
     truth = scenes.spec(i)
     if frozenset(spec.objects) != frozenset(truth.objects):
         return False
@@ -191,9 +192,6 @@ def attribute_accuracy(captions: Sequence[str], scenes: Any, *, parse: Callable 
         scenes: a ``SceneBatch`` or a list of ``SceneSpec``.
         parse: ``parse(text) -> SceneSpec`` raising ``ValueError`` on failure; default the book's parser.
     """
-    from .data import captions as _captions
-    from .data.scenes import SceneBatch
-
     caps = _check_corpus(captions, "captions")
     geometric = isinstance(scenes, SceneBatch)
     specs = None if geometric else list(scenes)
@@ -202,7 +200,7 @@ def attribute_accuracy(captions: Sequence[str], scenes: Any, *, parse: Callable 
         raise ValueError(f"got {len(caps)} captions for {n} scenes")
     if not caps:
         raise ValueError("attribute accuracy of no captions is undefined")
-    parse = parse or _captions.parse
+    parse = parse or parse_caption
     cpu = scenes.to("cpu") if geometric else None
     right = 0
     for i, text in enumerate(caps):

@@ -44,7 +44,7 @@ from torch import nn
 
 from . import checkpoints, runtime
 
-__all__ = ["TrainConfig", "History", "Trainer", "to_device"]
+__all__ = ["TrainConfig", "History", "Trainer", "to_device", "unwrap", "ema_update_"]
 
 
 @dataclass
@@ -159,8 +159,28 @@ def _set_rng_state(state: Mapping[str, Any]) -> None:
     runtime.set_accelerator_rng_state(state.get("accelerator") or [])
 
 
-def _unwrap(module: nn.Module) -> nn.Module:
+def unwrap(module: nn.Module) -> nn.Module:
+    """The model inside a DistributedDataParallel wrapper (or the module itself)."""
     return module.module if isinstance(module, nn.parallel.DistributedDataParallel) else module
+
+
+@torch.no_grad()
+def ema_update_(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    """``ema ← decay · ema + (1 − decay) · model``, in place, for every parameter and every
+    floating-point buffer (BatchNorm's running statistics); integer buffers are copied.
+
+    An exponential moving average of a generator's weights (Yazıcı et al. 2019, "The Unusual
+    Effectiveness of Averaging in GAN Training", https://arxiv.org/abs/1806.04498; used by ProGAN,
+    StyleGAN and BigGAN) smooths out the oscillation of the adversarial game: the weights circle
+    around a good point, their average sits nearer to it. ``decay = 0.999`` averages over about
+    1,000 steps.
+    """
+    if not 0.0 <= decay < 1.0:
+        raise ValueError(f"decay must be in [0, 1), got {decay!r}")
+    for e, m in zip(ema.parameters(), model.parameters()):
+        e.lerp_(m, 1.0 - decay)
+    for e, m in zip(ema.buffers(), model.buffers()):
+        e.lerp_(m, 1.0 - decay) if e.is_floating_point() else e.copy_(m)
 
 
 class Trainer:
@@ -204,7 +224,7 @@ class Trainer:
         self._init_distributed(runtime.get_device(device))
         self.amp = runtime.amp_enabled(self.device, config.amp)
         self.modules = {name: self._wrap(m.to(self.device)) for name, m in modules.items()}
-        runtime.report_models(**{name: _unwrap(m) for name, m in self.modules.items()})
+        runtime.report_models(**{name: unwrap(m) for name, m in self.modules.items()})
 
     # -- distributed ---------------------------------------------------------------------------
     def _init_distributed(self, device: torch.device) -> None:
@@ -265,7 +285,7 @@ class Trainer:
         """Everything needed to resume: (tensors, JSON skeleton)."""
         tensors: dict[str, torch.Tensor] = {}
         skeleton = {
-            "modules": {n: _split(_unwrap(m).state_dict(), f"modules/{n}", tensors) for n, m in self.modules.items()},
+            "modules": {n: _split(unwrap(m).state_dict(), f"modules/{n}", tensors) for n, m in self.modules.items()},
             "optimizers": {n: _split(o.state_dict(), f"optimizers/{n}", tensors) for n, o in self.optimizers.items()},
             "schedulers": {n: _split(s.state_dict(), f"schedulers/{n}", tensors) for n, s in self.schedulers.items()},
             "rng": _split(_rng_state(), "rng", tensors),
@@ -301,7 +321,7 @@ class Trainer:
                 f"{directory} holds modules {sorted(state['modules'])} and optimizers {sorted(state['optimizers'])}; "
                 f"this trainer has {sorted(self.modules)} and {sorted(self.optimizers)}")
         for name, module in self.modules.items():
-            _unwrap(module).load_state_dict(state["modules"][name])
+            unwrap(module).load_state_dict(state["modules"][name])
         for name, opt in self.optimizers.items():
             opt.load_state_dict(state["optimizers"][name])
         for name, sched in self.schedulers.items():

@@ -10,14 +10,19 @@ these functions.
 from __future__ import annotations
 
 import re
+import textwrap
 
 from typing import Any, Callable, Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from IPython import get_ipython
+from IPython.display import HTML, display
 from matplotlib import animation
 from torchvision.utils import make_grid
+
+from .data import STYLES
 
 __all__ = ["image_grid", "show_grid", "plot_history", "animate", "LiveHistory", "show_steps"]
 
@@ -121,8 +126,6 @@ def animate(frames: Sequence[Any], draw: Callable[[plt.Axes, Any, int], None], *
     Returns:
         ``IPython.display.HTML``: the last expression of a cell shows it.
     """
-    from IPython.display import HTML
-
     if len(frames) == 0:
         raise ValueError("animate needs at least one frame")
     plt.rcParams["animation.embed_limit"] = embed_limit_mb
@@ -141,15 +144,32 @@ def animate(frames: Sequence[Any], draw: Callable[[plt.Axes, Any, int], None], *
     return html
 
 
-# matplotlib's player draws its buttons with Font Awesome icons from a CDN stylesheet; the book
-# must render offline, so the stylesheet link goes and each icon becomes a Unicode symbol
-_ICONS = {"fa-minus": "\u2212", "fa-fast-backward": "\u23ee", "fa-step-backward": "\u23f4\u2758",
-          "fa-play fa-flip-horizontal": "\u25c0", "fa-pause": "\u23f8", "fa-play": "\u25b6",
-          "fa-step-forward": "\u2758\u23f5", "fa-fast-forward": "\u23ed", "fa-plus": "+"}
+# matplotlib's player draws its buttons with Font Awesome icons from a CDN stylesheet. The book
+# renders offline, so the stylesheet link goes; and Unicode symbols (⏮ ⏸ ⏭ …) show as empty boxes
+# in a browser whose fonts lack them, so each icon becomes a small inline SVG, which every browser
+# draws. Paths are in a 16 x 16 box, filled with the button's text colour.
+def _svg(*paths: str, label: str) -> str:
+    body = "".join(f'<path d="{d}"/>' for d in paths)
+    return (f'<svg class="spokenstyle-icon" width="14" height="14" viewBox="0 0 16 16" fill="currentColor" '
+            f'role="img" aria-label="{label}"><title>{label}</title>{body}</svg>')
+
+
+_TRIANGLE_RIGHT, _TRIANGLE_LEFT = "M4 2v12l10-6z", "M12 2v12L2 8z"
+_ICONS = {
+    "fa-minus": _svg("M2 7h12v2H2z", label="slower"),
+    "fa-fast-backward": _svg("M1 2h2v12H1z", "M9 2v12L3 8z", "M15 2v12L9 8z", label="first frame"),
+    "fa-step-backward": _svg("M3 2h2v12H3z", "M14 2v12L6 8z", label="previous frame"),
+    "fa-play fa-flip-horizontal": _svg(_TRIANGLE_LEFT, label="play backwards"),
+    "fa-pause": _svg("M3 2h4v12H3z", "M9 2h4v12H9z", label="pause"),
+    "fa-play": _svg(_TRIANGLE_RIGHT, label="play"),
+    "fa-step-forward": _svg("M2 2v12l8-6z", "M11 2h2v12h-2z", label="next frame"),
+    "fa-fast-forward": _svg("M1 2v12l6-6z", "M7 2v12l6-6z", "M13 2h2v12h-2z", label="last frame"),
+    "fa-plus": _svg("M7 2h2v5h5v2H9v5H7V9H2V7h5z", label="faster"),
+}
 
 
 def _offline_controls(html: str) -> str:
-    """``to_jshtml`` output without the Font Awesome CDN stylesheet, icons drawn as text."""
+    """``to_jshtml`` output without the Font Awesome CDN stylesheet, each icon an inline SVG."""
     html = re.sub(r'<link rel="stylesheet"\s+href="https?://[^"]*font-awesome[^"]*">', "", html)
     for icon, symbol in _ICONS.items():
         html = html.replace(f'<i class="fa {icon}"></i>', symbol)
@@ -168,11 +188,6 @@ class LiveHistory:
         self._handle = None
 
     def __call__(self, trainer: Any, step: int) -> None:
-        try:
-            from IPython import get_ipython
-            from IPython.display import display
-        except ImportError:  # pragma: no cover - IPython ships with the book extras
-            return
         if get_ipython() is None or not trainer.history.get("step"):
             return
         fig, ax = plt.subplots(figsize=(6, 3.5))
@@ -189,10 +204,6 @@ def show_steps(output: Any, index: int = 0, *, figsize: tuple[float, float] = (1
     """The five steps of one pair of a :class:`spokenstyle.pipeline.SpokenStyleOutput` in one
     figure: source and target (1), the re-generated source (2), F's picture and the composed
     picture (4), with the sentence (3) and the judges' scores (5) in the titles."""
-    import textwrap
-
-    from .data import STYLES
-
     n = len(output.sentences)
     if not isinstance(index, int) or not 0 <= index < n:
         raise ValueError(f"index must be an int in [0, {n}), got {index!r}")

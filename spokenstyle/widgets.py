@@ -4,23 +4,32 @@ A widget whose behaviour lives in Python (an ``observe`` callback) is dead in st
 kernel answers it. The widgets here link their parts in the browser (``jslink``), so that the
 saved widget state carries the whole interaction: a reader of the HTML book clicks and sees
 the same thing a Colab user sees. The book serves the widget JavaScript itself (no CDN).
+
+Only core widgets are used, and they work with ipywidgets 7.7 (what Google Colab preinstalls)
+and 8 alike: ipywidgets 8's ``Stack`` shows one picture of several; 7 has no ``Stack``, so
+:func:`picture_stack` gives a ``Tab`` there, whose tab bar does the switching.
 """
 
 from __future__ import annotations
 
+import html as _html
 import io
 from typing import Any, Mapping
 
+import ipywidgets as widgets
 import numpy as np
 import torch
+from PIL import Image
 
-__all__ = ["to_png", "image_switcher", "pipeline_app"]
+from .data import STYLES, as_images
+
+__all__ = ["HAS_STACK", "to_png", "picture_stack", "image_switcher", "pipeline_app"]
+
+HAS_STACK = hasattr(widgets, "Stack")  # ipywidgets >= 8
 
 
 def to_png(image: Any, *, scale: int = 1) -> bytes:
     """PNG bytes of one image: a (3, H, W) / (H, W, 3) tensor or array in [0, 1], or a PIL image."""
-    from PIL import Image
-
     if isinstance(image, Image.Image):
         pil = image.convert("RGB")
     else:
@@ -41,6 +50,20 @@ def to_png(image: Any, *, scale: int = 1) -> bytes:
     return buffer.getvalue()
 
 
+def picture_stack(pictures: list[Any], titles: list[str]) -> Any:
+    """One of ``pictures`` at a time, chosen by ``selected_index`` (a slider or buttons can be
+    ``jslink``-ed to it): a ``Stack`` with ipywidgets 8, a ``Tab`` titled ``titles`` with 7."""
+    if len(pictures) != len(titles):
+        raise ValueError(f"got {len(pictures)} pictures and {len(titles)} titles; give one title per picture")
+    if HAS_STACK:
+        return widgets.Stack(pictures, selected_index=0)
+    tab = widgets.Tab(children=pictures)
+    for i, title in enumerate(titles):
+        tab.set_title(i, str(title))
+    tab.selected_index = 0
+    return tab
+
+
 def image_switcher(images: Mapping[str, Any], *, description: str = "", scale: int = 1):
     """Buttons that switch between labelled images, linked in the browser (works in static HTML).
 
@@ -51,14 +74,16 @@ def image_switcher(images: Mapping[str, Any], *, description: str = "", scale: i
     Returns:
         an ``ipywidgets.VBox``; the last expression of a cell displays it.
     """
-    import ipywidgets as widgets
-
     if not images:
         raise ValueError("image_switcher needs at least one image")
     labels = list(images)
     pictures = [widgets.Image(value=to_png(images[k], scale=scale), format="png") for k in labels]
+    stack = picture_stack(pictures, labels)
+    if not HAS_STACK:  # ipywidgets 7: the Tab's own bar is the switch
+        box = widgets.VBox([widgets.Label(description), stack] if description else [stack])
+        box.link = None
+        return box
     buttons = widgets.ToggleButtons(options=labels, description=description, value=labels[0])
-    stack = widgets.Stack(pictures, selected_index=0)
     box = widgets.VBox([buttons, stack])
     box.link = widgets.jslink((buttons, "index"), (stack, "selected_index"))  # kept for inspection
     return box
@@ -73,8 +98,6 @@ DEFAULT_TARGETS: tuple[str, ...] = ("scene:40:flat", "scene:41:sketch", "scene:4
 
 def _uploaded_image(upload: Any):
     """The PIL image of a FileUpload's latest file, or None when nothing was uploaded."""
-    from PIL import Image
-
     value = upload.value
     if not value:
         return None
@@ -111,10 +134,6 @@ def pipeline_app(pipe: Any, *, sources: Any = DEFAULT_SOURCES, targets: Any = DE
         an ``ipywidgets.VBox``; ``app.run()`` does what the button does and returns the
         pipeline's output (``app.output`` keeps the latest one).
     """
-    import ipywidgets as widgets
-
-    from .pipeline import as_images
-
     def gallery(entries: Any, label: str):
         entries = list(entries)
         if not entries:
@@ -148,10 +167,6 @@ def pipeline_app(pipe: Any, *, sources: Any = DEFAULT_SOURCES, targets: Any = DE
         return uploaded if uploaded is not None else pictures[choice.value]
 
     def run(*_: Any):
-        import html as _html
-
-        from .data import STYLES
-
         status.value = "running…"
         try:
             out = pipe(current(src_pics, src_choice, src_upload), current(tgt_pics, tgt_choice, tgt_upload),

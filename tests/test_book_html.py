@@ -17,6 +17,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 pytestmark = pytest.mark.book
 
@@ -115,3 +116,59 @@ def test_a_widget_is_drawn_in_headless_chromium(built, server, tmp_path):
     subprocess.run([browser, *flags, "--window-size=1200,1600", f"--screenshot={shot}", f"{server}/{page}"],
                    capture_output=True, timeout=120)
     assert shot.is_file() and shot.stat().st_size > 10_000
+
+
+def chapter_pages(root: Path) -> list[Path]:
+    return sorted((root / "chapters").glob("*.html"))
+
+
+def visible_text(html: str) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html)).replace("¶", "").replace("#", "").strip()
+
+
+def test_headings_are_numbered_once(built):
+    """Chapters number their headings by hand ("4. Training an image GAN", "2. Training on one
+    style"); Jupyter Book must not number them again ("4.3. 2. ..."), neither in the page nor in
+    the sidebar."""
+    pages = chapter_pages(built)
+    assert len(pages) >= 11
+    double = re.compile(r"^\d+(\.\d+)*\.\s+\d+\.\s")
+    for page in pages:
+        html = page.read_text()
+        titles = [visible_text(h) for h in re.findall(r"<h[12][^>]*>(.*?)</h[12]>", html, flags=re.S)]
+        assert titles and re.match(r"^\d+\. \S", titles[0]), f"{page.name}: the title is not 'N. ...': {titles[:1]}"
+        assert not [t for t in titles if double.match(t)], f"{page.name}: numbered twice: {titles}"
+        nav = re.findall(r'<a class="reference internal" href="[^"#]*\.html">(.*?)</a>', html, flags=re.S)
+        assert nav and not [t for t in map(visible_text, nav) if double.match(t)], f"{page.name}: sidebar {nav[:4]}"
+
+
+def test_animation_buttons_are_drawn_with_inline_svg(built, tmp_path):
+    """The player of every animation draws its buttons as inline SVG (no icon font, no Unicode
+    symbols a browser's fonts may lack). Headless Chromium draws the nine icons of a built
+    chapter's player on their own: each is drawn (dark pixels) and no two look the same (a
+    missing glyph would draw the same empty box nine times)."""
+    page = built / "chapters" / "03_gan_math.html"
+    html = page.read_text()
+    start = html.index('class="anim-buttons"')
+    player = html[start: html.index('class="anim-state"', start)]  # the book's theme has icons of its own
+    assert '<i class="fa' not in player and not re.search(r'href="https?://[^"]*font-?awesome', html)
+    icons = list(dict.fromkeys(re.findall(r'<svg class="spokenstyle-icon".*?</svg>', player, flags=re.S)))
+    assert len(icons) == 9, f"expected the player's 9 distinct icons, found {len(icons)}"
+    large = [svg.replace('width="14" height="14"', 'width="40" height="40"') for svg in icons]
+    cells = "".join(f'<div style="position:absolute;left:{10 + 50 * i}px;top:10px;width:40px;height:40px;'
+                    f'color:#000">{svg}</div>' for i, svg in enumerate(large))
+    test_page = tmp_path / "icons.html"
+    test_page.write_text(f"<!doctype html><html><body style='margin:0;background:#fff'>{cells}</body></html>")
+    browser, flags = browser_flags(tmp_path)
+    shot = tmp_path / "icons.png"
+    subprocess.run([browser, *flags, "--window-size=480,60", f"--screenshot={shot}", test_page.as_uri()],
+                   capture_output=True, timeout=120)
+    assert shot.is_file(), "chromium took no screenshot"
+    pixels = Image.open(shot).convert("L")
+    masks = []
+    for i in range(9):
+        cell = pixels.crop((10 + 50 * i, 10, 50 + 50 * i, 50))
+        mask = tuple(v < 128 for v in cell.tobytes())
+        assert sum(mask) >= 40, f"icon {i} was not drawn ({sum(mask)} dark pixels)"
+        masks.append(mask)
+    assert len(set(masks)) == 9, "two of the player's icons look the same"

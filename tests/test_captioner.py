@@ -10,10 +10,26 @@ import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from transformers.cache_utils import DynamicCache
 
 from spokenstyle import checkpoints
-from spokenstyle.models.captioner import (Captioner, CaptionerConfig, as_image_batch, captioner,
-                                          gumbel_softmax)
+from spokenstyle.budgets import AdversarialBudget, CaptionerStageBudget, TextModelBudget
+from spokenstyle.data import corpus  # corpus.test_set: a bare test_set would be collected as a test
+from spokenstyle.data.captions import describe, parse, try_parse
+from spokenstyle.data.content import N_PAIR_CLASSES, PAIRS, content_of_specs, content_targets
+from spokenstyle.data.corpus import CORPUS_SPLITS, captions, split_scenes
+from spokenstyle.data.images import as_images
+from spokenstyle.data.scenes import N_SLOT_CLASSES
+from spokenstyle.data.splits import seed_range
+from spokenstyle.data.tokenizer import tokenizer_digest
+from spokenstyle.evaluation import evaluate_captions, literal_value, perception_metrics
+from spokenstyle.models.captioner import (Captioner, CaptionerConfig, ContentMemory, _reorder_cache, caption_images,
+                                          captioner, captioner_config, content_probs, gumbel_softmax,
+                                          rule_based_rewrite)
+from spokenstyle.models.critic import TextClassifier, classifier_config
+from spokenstyle.recipes.captioning import (_frozen, gradient_estimates, reinforce_loss, train_adversarial, train_mle,
+                                            train_paired, train_perception, train_reader, train_register_classifier)
+from spokenstyle.runtime import setup
 
 TINY = dict(vocab_size=12, max_len=6, image_size=32, n_embd=32, n_layer=2, n_head=2,
             enc_channels=(8, 8, 8, 16, 16), dropout=0.0)
@@ -149,9 +165,6 @@ def _beam_without_cache(model: Captioner, x: torch.Tensor, K: int) -> torch.Tens
 def test_reorder_cache_handles_cache_objects_and_legacy_tuples():
     """transformers >= 4.4x returns a Cache object, older versions tuples of (key, value) per layer;
     both must follow the surviving beams."""
-    from spokenstyle.models.captioner import _reorder_cache
-    from transformers.cache_utils import DynamicCache
-
     keys = [torch.arange(4.0).view(4, 1, 1, 1) + 10 * layer for layer in range(2)]
     rows = torch.tensor([2, 2, 0, 3])
     legacy = tuple((k, -k) for k in keys)
@@ -264,7 +277,7 @@ def test_images_in_any_pil_mode_and_size(mode):
         pil = Image.fromarray(rng.integers(0, 65535, (40, 50), dtype=np.uint16))
     else:
         pil = Image.fromarray(rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)).convert(mode)
-    x = as_image_batch(pil, 32)
+    x = as_images(pil, 32, crop=False)
     assert x.shape == (1, 3, 32, 32) and x.dtype == torch.float32 and 0 <= float(x.min()) <= float(x.max()) <= 1
     model = tiny(8)
     assert model.greedy([pil, pil], "formal").shape[0] == 2
@@ -272,55 +285,51 @@ def test_images_in_any_pil_mode_and_size(mode):
 
 def test_bad_images_are_refused():
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        as_image_batch(torch.rand(1, 3, 32, 32) * 2 - 1, 32)
+        as_images(torch.rand(1, 3, 32, 32) * 2 - 1, 32, crop=False)
     with pytest.raises(ValueError, match="shape"):
-        as_image_batch(torch.rand(2, 5, 32, 32), 32)
+        as_images(torch.rand(2, 5, 32, 32), 32, crop=False)
     with pytest.raises(TypeError):
-        as_image_batch("picture.png", 32)
-    assert as_image_batch(torch.full((3, 48, 48), 255, dtype=torch.uint8), 32).shape == (1, 3, 32, 32)
+        as_images(42, 32, crop=False)
+    # a string is now a path to a picture: a missing file is refused by name
+    with pytest.raises(ValueError, match="no image file"):
+        as_images("picture.png", 32, crop=False)
+    assert as_images(torch.full((3, 48, 48), 255, dtype=torch.uint8), 32, crop=False).shape == (1, 3, 32, 32)
 
 
-# -- chapter 6's experiments (spokenstyle.captioning) -------------------------------------------
+# -- chapter 6's experiments (spokenstyle.data.corpus, spokenstyle.recipes.captioning) -----------
 
 def test_splits_are_disjoint_and_the_pile_has_no_training_scene():
-    from spokenstyle import captioning as C
-
-    offsets = sorted(C.SPLITS.values())
+    offsets = sorted(seed_range(split).start for split in CORPUS_SPLITS)
     assert all(b - a >= 1_000_000 for a, b in zip(offsets, offsets[1:]))
-    train = C.split_scenes("train", 50)
-    pile = C.split_scenes("pile", 50)
+    train = split_scenes("train", 50)
+    pile = split_scenes("pile", 50)
     assert not set(train.seed.tolist()) & set(pile.seed.tolist())
     with pytest.raises(ValueError, match="split"):
-        C.split_scenes("validation", 5)
+        split_scenes("validation", 5)
 
 
 def test_rule_based_rewrite_keeps_the_content():
-    from spokenstyle import captioning as C
-    from spokenstyle.data.captions import describe, try_parse
-
-    scenes = C.split_scenes("test", 60)
+    scenes = split_scenes("test", 60)
     formal = describe(scenes, "formal")
-    spoken = [C.rule_based_rewrite(f) for f in formal]
+    spoken = [rule_based_rewrite(f) for f in formal]
     assert all(s.startswith("whoa, ") for s in spoken)
-    assert "ball" in C.rule_based_rewrite("A large red circle is left of a small blue square.")
+    assert "ball" in rule_based_rewrite("A large red circle is left of a small blue square.")
     assert sum(p is not None and p.matches(spec) for p, spec in zip(map(try_parse, spoken), scenes.specs())) >= 57
 
 
 def test_reinforce_loss_gradient_and_estimators():
-    from spokenstyle import captioning as C
-
     log_probs = torch.randn(4, 3, requires_grad=True)
     rewards = torch.tensor([1.0, 0.0, 2.0, 1.0])
-    C.reinforce_loss(log_probs, rewards, rewards.mean()).backward()
+    reinforce_loss(log_probs, rewards, rewards.mean()).backward()
     assert torch.allclose(log_probs.grad[:, 0], -(rewards - 1.0) / 4)
     # a single categorical: both REINFORCE estimators are unbiased, the baseline cuts the variance
     torch.manual_seed(0)
     logits, r = torch.randn(6), torch.rand(6)
     p = logits.softmax(-1)
     exact = p * (r - (p * r).sum())
-    plain = C.gradient_estimates(logits, r, 20000, "reinforce", generator=torch.Generator().manual_seed(1))
-    base = C.gradient_estimates(logits, r, 20000, "reinforce_baseline", generator=torch.Generator().manual_seed(1))
-    st = C.gradient_estimates(logits, r, 2000, "gumbel_st", generator=torch.Generator().manual_seed(1))
+    plain = gradient_estimates(logits, r, 20000, "reinforce", generator=torch.Generator().manual_seed(1))
+    base = gradient_estimates(logits, r, 20000, "reinforce_baseline", generator=torch.Generator().manual_seed(1))
+    st = gradient_estimates(logits, r, 2000, "gumbel_st", generator=torch.Generator().manual_seed(1))
     assert (plain.mean(0) - exact).abs().max() < 0.02 and (base.mean(0) - exact).abs().max() < 0.01
     assert base.var(0).sum() < plain.var(0).sum() / 2
     assert st.shape == (2000, 6) and torch.isfinite(st).all()
@@ -329,63 +338,56 @@ def test_reinforce_loss_gradient_and_estimators():
 def test_literal_value_is_unbounded_below_for_a_constant_critic():
     """§4.2 as written: min over T of E log T(S(x)) + E log(1 − T(S(G(z)))). A T that answers
     ~0 on real captions drives the value to −∞, whatever S does."""
-    from spokenstyle import captioning as C
-
-    assert C.literal_value(torch.full((8,), 0.5), torch.full((8,), 0.5)) == pytest.approx(2 * np.log(0.5))
-    assert C.literal_value(torch.full((8,), 1e-9), torch.full((8,), 0.5)) < -20
+    assert literal_value(torch.full((8,), 0.5), torch.full((8,), 0.5)) == pytest.approx(2 * np.log(0.5))
+    assert literal_value(torch.full((8,), 1e-9), torch.full((8,), 0.5)) < -20
 
 
 @pytest.mark.slow
 def test_every_training_stage_runs_and_evaluates(tmp_path):
-    from spokenstyle import captioning as C
-    from spokenstyle.runtime import setup
-
     rt = setup(seed=0, device="cpu", profile="fast", verbose=False)
     tiny_s = dict(enc_channels=(8, 8, 8, 16, 16), n_embd=32, n_layer=1, n_head=2)
-    reg, _ = C.train_register_classifier(rt, {"n_sentences": 64, "batch_size": 8, "steps": 2, "lr": 1e-3},
-                                         model=C.TextClassifier(C.classifier_config("register", d_model=32, n_layer=1)))
-    R, _ = C.train_reader(rt, {"n_train": 64, "n_pile": 64, "batch_size": 8, "steps": 2, "lr": 1e-3},
-                          model=C.TextClassifier(C.classifier_config("reader", d_model=32, n_layer=1)))
-    S = Captioner(C.captioner_config(**tiny_s))
+    reg, _ = train_register_classifier(rt, TextModelBudget(n_sentences=64, batch_size=8, steps=2, lr=1e-3),
+                                       model=TextClassifier(classifier_config("register", d_model=32, n_layer=1)))
+    R, _ = train_reader(rt, CaptionerStageBudget(n_train=64, n_pile=64, batch_size=8, steps=2, lr=1e-3),
+                        model=TextClassifier(classifier_config("reader", d_model=32, n_layer=1)))
+    S = Captioner(captioner_config(**tiny_s))
     decoder_before = {k: v.clone() for k, v in S.state_dict().items() if not k.startswith("reader.")}
     reader_before = {k: v.clone() for k, v in S.reader.state_dict().items()}
-    S, hist = C.train_perception(rt, {"n_train": 64, "batch_size": 4, "steps": 2, "lr": 1e-3}, model=S)
+    S, hist = train_perception(rt, CaptionerStageBudget(n_train=64, batch_size=4, steps=2, lr=1e-3), model=S)
     assert len(hist["loss_read"]) == 2
     # perception moves the reader only ...
     assert all(torch.equal(v, S.state_dict()[k]) for k, v in decoder_before.items())
     assert any(not torch.equal(v, S.reader.state_dict()[k]) for k, v in reader_before.items() if v.is_floating_point())
     reader_after = {k: v.clone() for k, v in S.reader.state_dict().items()}
-    S, hist = C.train_mle(rt, {"n_train": 64, "n_pile": 64, "batch_size": 4, "steps": 2, "lr": 1e-3}, model=S)
+    S, hist = train_mle(rt, CaptionerStageBudget(n_train=64, n_pile=64, batch_size=4, steps=2, lr=1e-3), model=S)
     assert len(hist["loss_formal"]) == 2
     # ... and the decoder stage leaves it as it was, and every weight trainable again
     assert all(torch.equal(v, S.reader.state_dict()[k]) for k, v in reader_after.items())
     assert all(p.requires_grad for p in S.parameters())
-    P, hist = C.train_paired(rt, {"n_train": 64, "n_pile": 64, "batch_size": 4, "steps": 2, "lr": 1e-3},
-                             model=Captioner(C.captioner_config(**tiny_s)))
+    P, hist = train_paired(rt, CaptionerStageBudget(n_train=64, n_pile=64, batch_size=4, steps=2, lr=1e-3),
+                           model=Captioner(captioner_config(**tiny_s)))
     assert len(hist["loss_spoken"]) == 2 and torch.isfinite(torch.tensor(hist["loss_spoken"])).all()
-    T = C.TextClassifier(C.classifier_config("critic", d_model=32, n_layer=1))
-    adv = {"n_train": 64, "n_pile": 64, "batch_size": 2, "steps": 2, "tau": 1.0, "lambda_adv": 1.0,
-           "lambda_ground": 1.0, "lambda_mle": 1.0, "n_gz": 2, "critic_warmup": 1, "lr_s": 1e-4, "lr_t": 1e-4}
+    T = TextClassifier(classifier_config("critic", d_model=32, n_layer=1))
+    adv = AdversarialBudget(n_train=64, n_pile=64, batch_size=2, steps=2, tau=1.0, lambda_adv=1.0,
+                            lambda_ground=1.0, lambda_mle=1.0, n_gz=2, critic_warmup=1, lr_s=1e-4, lr_t=1e-4)
     for estimator in ("gumbel", "reinforce"):
-        hist = C.train_adversarial(rt, S, T, R, adv, generator=lambda n, step: torch.rand(n, 3, 32, 32),
-                                   estimator=estimator, lambda_mle=0.0 if estimator == "reinforce" else None)
+        hist = train_adversarial(rt, S, T, R, adv, generator=lambda n, step: torch.rand(n, 3, 32, 32),
+                                 estimator=estimator, lambda_mle=0.0 if estimator == "reinforce" else None)
         assert "loss_adv" in hist and len(hist["loss_T"]) == 2
-    test = C.test_set(6)
-    texts, tokens = C.caption_images(S, test.images, "spoken", method="sample", max_len=8)
-    metrics = C.evaluate(texts, test, register_clf=reg, critic=T)
+    test = corpus.test_set(6)
+    texts, tokens = caption_images(S, test.images, "spoken", method="sample", max_len=8)
+    metrics = evaluate_captions(texts, test, register_clf=reg, critic=T)
     assert set(metrics) >= {"attribute_accuracy", "spoken_rate", "fooling_rate", "bleu4", "distinct2"}
     assert 0 <= metrics["spoken_rate"] <= 1 and tokens.shape[0] == 6
 
 
 def test_checkpoints_remember_their_tokenizer(tmp_path):
-    from spokenstyle import captioning as C
-
-    model = Captioner(C.captioner_config(enc_channels=(8, 8, 8, 16, 16), n_embd=32, n_layer=1, n_head=2))
-    model.save_pretrained(tmp_path / "ok", extra={"tokenizer": C.tokenizer_digest()})
-    assert C.load_captioner(tmp_path / "ok").config == model.config
+    model = Captioner(captioner_config(enc_channels=(8, 8, 8, 16, 16), n_embd=32, n_layer=1, n_head=2))
+    model.save_pretrained(tmp_path / "ok", extra={"tokenizer": tokenizer_digest()})
+    assert Captioner.from_pretrained(tmp_path / "ok").config == model.config
     model.save_pretrained(tmp_path / "old", extra={"tokenizer": "0123456789abcdef"})
     with pytest.raises(checkpoints.CheckpointError, match="another tokenizer"):
-        C.load_captioner(tmp_path / "old")
+        Captioner.from_pretrained(tmp_path / "old")
 
 
 def test_memory_is_content_one_token_per_colour_and_pair():
@@ -406,15 +408,10 @@ def _logits_of(slots: torch.Tensor, pairs: torch.Tensor, scale: float = 30.0):
 
 def test_picture_content_with_the_captions_stated_pairs_equals_the_captions_content():
     """The same content reaches the decoder from a (perfectly read) picture and from its caption."""
-    from spokenstyle import captioning as C
-    from spokenstyle.data import captions as cap
-    from spokenstyle.models.captioner import content_of_specs, content_probs
-    from spokenstyle.models.critic import scene_targets
-
-    scenes = C.split_scenes("train", 40)
-    slots, pairs = scene_targets(scenes)
+    scenes = split_scenes("train", 40)
+    slots, pairs = content_targets(scenes)
     from_picture = content_probs(*_logits_of(slots, pairs), stated=pairs > 0)
-    from_text = content_of_specs([cap.parse(t) for t in C._captions("train", 40, "formal")])
+    from_text = content_of_specs([parse(t) for t in captions("train", 40, "formal")])
     assert torch.allclose(from_picture[0], from_text[0], atol=1e-6)
     assert torch.allclose(from_picture[1], from_text[1], atol=1e-6)
     with pytest.raises(ValueError, match="parsed"):
@@ -422,9 +419,6 @@ def test_picture_content_with_the_captions_stated_pairs_equals_the_captions_cont
 
 
 def test_content_states_two_relations_of_three_objects_and_none_of_absent_ones():
-    from spokenstyle.models.captioner import content_probs
-    from spokenstyle.models.critic import PAIRS
-
     slots = torch.zeros(1, 6, dtype=torch.long)
     slots[0, :3] = torch.tensor([1, 3, 5])  # red, orange and yellow objects
     pairs = torch.zeros(1, 15, dtype=torch.long)
@@ -449,11 +443,8 @@ def test_perception_metrics_score_a_perfect_and_a_wrong_reader():
     """perception_metrics counts a picture right only when every object is exact and the
     relations kept are a true chain; a reader that knows the answers scores 1, one that swaps
     objects between pictures does not."""
-    from spokenstyle import captioning as C
-    from spokenstyle.models.critic import N_PAIR_CLASSES, N_SLOT_CLASSES, scene_targets
-
-    test = C.test_set(24)
-    slots, pairs = scene_targets(test.scenes)
+    test = corpus.test_set(24)
+    slots, pairs = content_targets(test.scenes)
 
     class Oracle(torch.nn.Module):
         def __init__(self, slots, pairs):
@@ -465,11 +456,11 @@ def test_perception_metrics_score_a_perfect_and_a_wrong_reader():
             return (F.one_hot(self.slots[:n], N_SLOT_CLASSES).float() * 20,
                     F.one_hot(self.pairs[:n], N_PAIR_CLASSES).float() * 20)
 
-    S = Captioner(C.captioner_config(enc_channels=(4, 4, 4, 4, 4), enc_hidden=8, n_embd=32, n_layer=1, n_head=2))
+    S = Captioner(captioner_config(enc_channels=(4, 4, 4, 4, 4), enc_hidden=8, n_embd=32, n_layer=1, n_head=2))
     S.reader = Oracle(slots, pairs)
-    assert C.perception_metrics(S, test) == {"objects_exact": 1.0, "content_true": 1.0}
+    assert perception_metrics(S, test) == {"objects_exact": 1.0, "content_true": 1.0}
     S.reader = Oracle(slots.roll(1, 0), pairs.roll(1, 0))
-    wrong = C.perception_metrics(S, test)
+    wrong = perception_metrics(S, test)
     assert wrong["objects_exact"] < 0.5 and wrong["content_true"] <= wrong["objects_exact"]
 
 
@@ -477,9 +468,6 @@ def test_a_pair_token_carries_its_subjects_object_and_not_the_others():
     """ContentMemory's ordered pair (a, b) holds a's object, b's colour and the relation as seen
     from a: changing what b is leaves (a, b) alone and changes (b, a), so having named a's
     object the decoder finds the tokens a is the subject of."""
-    from spokenstyle.models.captioner import ContentMemory
-    from spokenstyle.models.critic import N_PAIR_CLASSES, N_SLOT_CLASSES, PAIRS
-
     torch.manual_seed(0)
     memory = ContentMemory(CaptionerConfig(n_embd=16, n_head=2)).eval()
     slots = F.one_hot(torch.tensor([[1, 5, 0, 0, 0, 0]]), N_SLOT_CLASSES).float()
@@ -492,12 +480,10 @@ def test_a_pair_token_carries_its_subjects_object_and_not_the_others():
 
 
 def test_frozen_restores_what_was_trainable_even_after_an_error():
-    from spokenstyle import captioning as C
-
     net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2))
     net[1].weight.requires_grad_(False)
     with pytest.raises(RuntimeError):
-        with C._frozen(net):
+        with _frozen(net):
             assert not any(p.requires_grad for p in net.parameters())
             raise RuntimeError("training stopped")
     assert [p.requires_grad for p in net.parameters()] == [True, True, False, True]

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
+import json
 import subprocess
 import sys
 
-import pytest
-
-from spokenstyle import cli
+from spokenstyle import cli, recipes
 
 
 def test_info_prints_runtime_and_budgets(capsys):
@@ -16,9 +16,11 @@ def test_info_prints_runtime_and_budgets(capsys):
     assert "profile=fast" in out and '"demo"' in out
 
 
-def test_unknown_model_is_a_clear_error():
-    with pytest.raises(SystemExit, match="unknown model 'nope'"):
-        cli.main(["train", "nope", "--device", "cpu"])
+def test_unknown_model_is_a_clear_error(capsys, tmp_path):
+    assert cli.main(["train", "nope", "--device", "cpu", "--out", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err
+    assert "unknown model 'nope'" in err and "'fusion'" in err  # names the known ones
+    assert not (tmp_path / "nope").exists()
 
 
 def test_bad_device_is_reported_not_raised(capsys):
@@ -27,8 +29,11 @@ def test_bad_device_is_reported_not_raised(capsys):
 
 
 def test_every_recipe_resolves_to_a_function():
-    for name in cli.RECIPES:
-        assert callable(cli._recipe(name)), name
+    assert recipes.RECIPES  # name -> function, the table `spokenstyle train MODEL` reads
+    for name, recipe in recipes.RECIPES.items():
+        assert callable(recipe), name
+        params = inspect.signature(recipe).parameters  # train(out_dir, *, runtime) -> metrics
+        assert "runtime" in params and params["runtime"].kind is inspect.Parameter.KEYWORD_ONLY, name
 
 
 def test_module_entry_point_runs():
@@ -37,8 +42,6 @@ def test_module_entry_point_runs():
 
 
 def test_train_set_overrides_a_budget_entry_and_is_recorded(tmp_path, monkeypatch):
-    import json
-
     monkeypatch.setenv("SPOKENSTYLE_PROGRESS", "0")
     monkeypatch.setattr(sys, "argv", ["spokenstyle", "train", "judge", "--profile", "fast",
                                       "--set", "judge.steps=3", "judge.eval=4", "--out", str(tmp_path)])
@@ -51,5 +54,5 @@ def test_train_set_overrides_a_budget_entry_and_is_recorded(tmp_path, monkeypatc
 def test_train_set_typo_is_a_clear_error(capsys, tmp_path):
     assert cli.main(["train", "judge", "--device", "cpu", "--set", "judge.step=3", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert "has no entry 'step'" in err and "'steps'" in err
+    assert "has no field 'step'" in err and "'steps'" in err
     assert not (tmp_path / "manifest.json").exists()

@@ -11,9 +11,8 @@ import torch
 from PIL import Image
 
 from spokenstyle import checkpoints, cli, pipeline
-from spokenstyle.captioning import captioner_config, classifier_config
-from spokenstyle.models.captioner import Captioner
-from spokenstyle.models.critic import TextClassifier
+from spokenstyle.models.captioner import Captioner, captioner_config
+from spokenstyle.models.critic import TextClassifier, classifier_config
 from spokenstyle.models.features import FeatureNet, FeatureNetConfig
 from spokenstyle.models.fusion import FusionConfig, FusionGenerator
 
@@ -57,7 +56,7 @@ def test_run_with_image_files_and_band_layout(tiny, tmp_path, capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["--source", "scene:x", "--target", "scene:1"], "scene:SEED"),
-    (["--source", "missing.png", "--target", "scene:1"], "no image file"),
+    (["--source", "missing.png", "--target", "scene:1"], "no such file"),
     (["--source", "scene:1", "--target", "scene:2:oil"], "unknown style"),
 ])
 def test_bad_pictures_are_reported_not_raised(tiny, tmp_path, capsys, argv, message):
@@ -71,12 +70,86 @@ def test_bad_out_suffix(tiny, tmp_path, capsys):
 
 
 def test_missing_checkpoints_name_the_command_that_makes_them(monkeypatch, tmp_path, capsys):
-    monkeypatch.setattr(checkpoints, "shipped", lambda: {})
+    empty = tmp_path / "no-shipped-data"  # a data folder without checkpoints: none is shipped
+    empty.mkdir()
+    monkeypatch.setenv("SPOKENSTYLE_DATA", str(empty))
+    assert checkpoints.shipped() == {}
     assert cli.main(["run", "--source", "scene:1", "--target", "scene:2", "--out", str(tmp_path / "o.png"),
                      "--device", "cpu"]) == 2
     err = capsys.readouterr().err
-    assert "captioner_paired" in err and "spokenstyle train captioner" in err and "spokenstyle train fusion" in err
+    assert "captioner_spoken" in err and "spokenstyle train captioner" in err and "spokenstyle train fusion" in err
+    assert "captioner_paired" not in err  # the default captioner is the unpaired S
     assert not (tmp_path / "o.png").exists()
+
+
+@pytest.fixture
+def no_models(monkeypatch):
+    """Fails the test if `spokenstyle run` loads a model; returns the calls (none expected)."""
+    calls = []
+
+    def refuse(cls, *args, **kwargs):
+        calls.append((args, kwargs))
+        raise AssertionError("spokenstyle run loaded the models before checking its arguments")
+
+    monkeypatch.setattr(cli.SpokenStylePipeline, "from_pretrained", classmethod(refuse))
+    return calls
+
+
+def _bad_run_arguments(tmp_path, monkeypatch, case):
+    """(argv, the words the one-line message must hold, the path that must not be written) of a case."""
+    (tmp_path / "a-file.txt").write_text("not a folder")
+    (tmp_path / "folder.png").mkdir()
+    out = tmp_path / "o.png"
+    good = ["--source", "scene:1:flat", "--target", "scene:2:neon"]
+    cases = {
+        "missing source": (["--source", str(tmp_path / "missing.png"), "--target", "scene:2"], ["--source", "no such file"]),
+        "missing target": (["--source", "scene:1", "--target", str(tmp_path / "gone.jpg")], ["--target", "no such file"]),
+        "bad source spec": (["--source", "scene:x", "--target", "scene:2"], ["--source", "scene:SEED"]),
+        "bad target spec": (["--source", "scene:1", "--target", "scene:2:neon:7"], ["--target", "scene:SEED"]),
+        "out suffix": (good + ["--out", str(tmp_path / "o.txt")], ["--out", "must name an image file"]),
+        "out no suffix": (good + ["--out", str(tmp_path / "picture")], ["--out", "must name an image file"]),
+        "out is a folder": (good + ["--out", str(tmp_path / "folder.png")], ["--out", "is a folder"]),
+        "out under a file": (good + ["--out", str(tmp_path / "a-file.txt" / "o.png")], ["--out", "which is a file"]),
+        "negative seed": (good + ["--seed", "-1"], ["--seed", "-1"]),
+        "seed too large": (good + ["--seed", str(2**63)], ["--seed", str(2**63)]),
+        "bad profile": (good, ["profile", "'bogus'", "SPOKENSTYLE_PROFILE"]),
+        "bad device": (good + ["--device", "gpu"], ["device", "'gpu'"]),
+    }
+    argv, words = cases[case]
+    if "--out" not in argv:
+        argv = argv + ["--out", str(out)]
+    if case == "bad profile":
+        monkeypatch.setenv("SPOKENSTYLE_PROFILE", "bogus")
+    return argv, words, out
+
+
+@pytest.mark.parametrize("case", ["missing source", "missing target", "bad source spec", "bad target spec",
+                                  "out suffix", "out no suffix", "out is a folder", "out under a file",
+                                  "negative seed", "seed too large", "bad profile", "bad device"])
+def test_run_checks_every_argument_before_loading_a_model(no_models, tmp_path, monkeypatch, capsys, case):
+    argv, words, out = _bad_run_arguments(tmp_path, monkeypatch, case)
+    assert cli.main(["run", *argv]) == 2
+    captured = capsys.readouterr()
+    err = captured.err
+    assert err.count("\n") == 1 and err.startswith("spokenstyle run: "), err  # one line, no traceback
+    for word in words:
+        assert word in err, (word, err)
+    assert no_models == [] and captured.out == ""  # no model was loaded, nothing was run
+    assert not out.exists() and not (tmp_path / "o.txt").exists() and not (tmp_path / "picture").exists()
+
+
+def test_a_missing_source_and_a_bad_out_suffix_fail_fast(no_models, tmp_path, capsys):
+    """The two checks the command line is most often wrong on, spelled out."""
+    out = tmp_path / "o.png"
+    assert cli.main(["run", "--source", str(tmp_path / "nope.png"), "--target", "scene:2", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"--source {str(tmp_path / 'nope.png')!r}: no such file" in err
+    assert no_models == [] and not out.exists()
+    assert cli.main(["run", "--source", "scene:1", "--target", "scene:2", "--out", str(tmp_path / "o.gifv")]) == 2
+    err = capsys.readouterr().err
+    assert "--out must name an image file" in err and "'" + str(tmp_path / "o.gifv") + "'" in err
+    assert ".png" in err  # the message lists what it accepts
+    assert no_models == [] and not (tmp_path / "o.gifv").exists()
 
 
 def test_help_documents_the_scene_syntax(capsys):

@@ -7,9 +7,11 @@ import torch
 import torch.nn.functional as F
 
 from spokenstyle import checkpoints
-from spokenstyle.data.scenes import Obj, SceneSpec, sample_scenes
-from spokenstyle.models.critic import (PAIRS, READER_OUTPUTS, TextClassifier, TextClassifierConfig,
-                                       reader_loss, reader_predict, scene_targets, text_classifier)
+from spokenstyle.data.content import N_PAIR_CLASSES, PAIRS, content_targets, geometric_pairs
+from spokenstyle.data.scenes import N_SLOT_CLASSES, Obj, SceneSpec, sample_scenes
+from spokenstyle.models.critic import (READER_OUTPUTS, TextClassifier, TextClassifierConfig, reader_predict,
+                                       text_classifier)
+from spokenstyle.recipes.captioning import grounding_loss, reader_loss
 
 TINY = dict(vocab_size=20, max_len=12, d_model=32, n_layer=1, n_head=2, dropout=0.0)
 
@@ -55,14 +57,14 @@ def test_inputs_are_validated():
         text_classifier(kind="reader", **TINY).probability(torch.ones(1, 3, dtype=torch.long))
 
 
-def test_scene_targets_are_order_free_and_complete():
+def test_content_targets_are_order_free_and_complete():
     red = Obj("circle", "red", "large")
     blue = Obj("square", "blue", "small")
     green = Obj("star", "green", "small")
     a = SceneSpec((red, blue, green), ("left of", "above"))
     b = SceneSpec((green, blue, red), ("below", "right of"))  # the same scene told backwards
     c = SceneSpec((red, blue, green), ("right of", "above"))
-    slots, pairs = scene_targets([a, b, c, None])
+    slots, pairs = content_targets([a, b, c, None])
     assert torch.equal(slots[0], slots[1]) and torch.equal(pairs[0], pairs[1])
     assert not torch.equal(pairs[0], pairs[2])
     assert (slots[3] == -1).all() and (pairs[3] == -1).all()
@@ -71,13 +73,13 @@ def test_scene_targets_are_order_free_and_complete():
     assert pairs[2, PAIRS.index((0, 4))] == 2
     assert slots[0].tolist() == [2, 0, 0, 9, 3, 0]  # red large circle 1 + 0·2 + 1, green small star 1 + 4·2, blue small square 1 + 1·2
     batch = sample_scenes(range(8))
-    s1, p1 = scene_targets(batch)
+    s1, p1 = content_targets(batch)
     assert torch.equal(s1, batch.colour_slots())  # the same code as the data layer's judge targets
 
 
 def test_reader_loss_and_prediction():
     batch = sample_scenes(range(6))
-    slots, pairs = scene_targets(batch)
+    slots, pairs = content_targets(batch)
     logits = torch.zeros(6, READER_OUTPUTS)
     assert torch.allclose(reader_loss(logits, slots, pairs), torch.tensor(0.5 * 0 + 1.0) * float(
         (6 * torch.log(torch.tensor(13.0)) + 15 * torch.log(torch.tensor(6.0))) / 21), atol=1e-5)
@@ -105,11 +107,9 @@ def test_save_pretrained_round_trip(tmp_path):
 
 
 def test_geometric_pairs_agree_with_every_stated_relation():
-    from spokenstyle.models.critic import geometric_pairs
-
     batch = sample_scenes(range(300))
     geo = geometric_pairs(batch)
-    _, stated = scene_targets(batch)
+    _, stated = content_targets(batch)
     said = stated > 0
     assert torch.equal(geo[said], stated[said])  # what a scene's caption states is true of its picture
     assert (geo > 0).sum() >= said.sum()  # and the picture often relates a pair its chain does not state
@@ -117,10 +117,8 @@ def test_geometric_pairs_agree_with_every_stated_relation():
 
 
 def test_grounding_loss_allows_unstated_pairs_and_punishes_false_ones():
-    from spokenstyle.models.critic import N_PAIR_CLASSES, N_SLOT_CLASSES, grounding_loss
-
     batch = sample_scenes([3])
-    slots, _ = scene_targets(batch)
+    slots, _ = content_targets(batch)
     truth = torch.full((1, len(PAIRS)), -1)
     truth[0, 0] = 1  # pair (red, orange): "red left of orange" is true
 

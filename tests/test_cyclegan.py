@@ -15,8 +15,13 @@ import pytest
 import torch
 from torch import nn
 
-from spokenstyle import checkpoints, losses, stylization
+from spokenstyle import budgets, checkpoints, evaluation, losses, metrics, runtime, stylization
+from spokenstyle.data import (STYLES, paired_batches, real_renders, render, sample_scenes,
+                              unpaired_batches)
 from spokenstyle.models import cyclegan as cg
+from spokenstyle.models import features as feat
+from spokenstyle.models.judge import JudgeConfig, SceneJudge, scene_judge
+from spokenstyle.recipes import cyclegan as rcg
 
 TINY = dict(g_width=4, n_blocks=1, d_width=4)
 
@@ -85,6 +90,34 @@ def test_patchgan_receptive_field_is_70_pixels():
     assert int(rows.max() - rows.min() + 1) == 70
 
 
+def _measured_receptive_field(config: cg.CycleGANConfig, size: int) -> tuple[int, int]:
+    """(rows, columns) of a random input that one central score of a PatchDiscriminator depends
+    on: the side of the region where its gradient is non-zero."""
+    torch.manual_seed(0)
+    d = cg.PatchDiscriminator(config).eval()
+    x = (torch.rand(1, 3, size, size) * 2 - 1).requires_grad_(True)
+    out = d(x)
+    out[0, 0, out.shape[-2] // 2, out.shape[-1] // 2].backward()
+    seen = x.grad.abs().sum((0, 1)) > 0  # (H, W)
+    rows, cols = torch.nonzero(seen.any(1)).flatten(), torch.nonzero(seen.any(0)).flatten()
+    # the region is one block: every row and column between its first and last is touched
+    assert len(rows) == int(rows.max() - rows.min() + 1) and len(cols) == int(cols.max() - cols.min() + 1)
+    return int(rows.max() - rows.min() + 1), int(cols.max() - cols.min() + 1)
+
+
+@pytest.mark.parametrize("d_layers, expected", [(1, 16), (2, 34), (3, 70)])
+def test_receptive_field_matches_the_measured_window(d_layers, expected):
+    """receptive_field(config) is the window one score depends on, measured by back-propagating a
+    central score to a random input (well inside the picture, so no border cuts the window)."""
+    config = cg.CycleGANConfig(d_width=2, d_layers=d_layers, norm="none", resolution=128)
+    field_ = cg.receptive_field(config)
+    assert field_ == expected
+    assert _measured_receptive_field(config, 128) == (field_, field_)
+    assert cg.receptive_field(cg.reference_config(128)) == 70
+    with pytest.raises(TypeError, match="CycleGANConfig"):
+        cg.receptive_field({"d_layers": 3})
+
+
 def test_reference_config_is_resnet9_and_patchgan70():
     c = cg.reference_config(128)
     assert (c.g_width, c.n_blocks, c.d_width, c.d_layers, c.resolution) == (64, 9, 64, 3, 128)
@@ -120,7 +153,7 @@ def test_gram_matrix_by_hand():
 
 def test_pool_fills_then_mixes_old_and_new():
     random.seed(0)
-    pool = cg.ImagePool(4)
+    pool = rcg.ImagePool(4)
     first = torch.arange(4.0).view(4, 1)
     torch.testing.assert_close(pool.query(first), first)  # filling: returned as is
     assert len(pool) == 4
@@ -136,9 +169,9 @@ def test_pool_fills_then_mixes_old_and_new():
 
 def test_pool_of_size_zero_is_a_no_op_and_sizes_are_checked():
     x = torch.rand(3, 2)
-    assert cg.ImagePool(0).query(x) is x
+    assert rcg.ImagePool(0).query(x) is x
     with pytest.raises(ValueError, match="pool size"):
-        cg.ImagePool(-1)
+        rcg.ImagePool(-1)
 
 
 # -- one training step, term by term -------------------------------------------------------------
@@ -160,7 +193,7 @@ def test_cycle_step_matches_the_reference_objective():
     model = cg.cyclegan(**TINY)
     a, b = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
     t = _StubTrainer(model)
-    out = cg.cycle_step(t, {"image_a": a, "image_b": b}, 0, config=model.config, pools=(cg.ImagePool(0), cg.ImagePool(0)))
+    out = rcg.cycle_step(t, {"image_a": a, "image_b": b}, 0, config=model.config, pools=(rcg.ImagePool(0), rcg.ImagePool(0)))
     ra, rb = a * 2 - 1, b * 2 - 1
     with torch.no_grad():
         fb, fa = model.G_AB(ra), model.G_BA(rb)
@@ -176,16 +209,16 @@ def test_cycle_step_matches_the_reference_objective():
 
 
 def test_warmup_ramps_the_cycle_and_identity_weights():
-    assert [cg.l1_weight(s, 4) for s in (0, 1, 2, 4, 9)] == [0.0, 0.25, 0.5, 1.0, 1.0]
-    assert cg.l1_weight(0, 0) == 1.0
+    assert [rcg.l1_weight(s, 4) for s in (0, 1, 2, 4, 9)] == [0.0, 0.25, 0.5, 1.0, 1.0]
+    assert rcg.l1_weight(0, 0) == 1.0
     with pytest.raises(ValueError, match="warmup"):
-        cg.l1_weight(0, -1)
+        rcg.l1_weight(0, -1)
     torch.manual_seed(0)
     model = cg.cyclegan(**TINY)
     a, b = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
     t = _StubTrainer(model)
-    out = cg.cycle_step(t, {"image_a": a, "image_b": b}, 1, config=model.config,
-                        pools=(cg.ImagePool(0), cg.ImagePool(0)), warmup=4)
+    out = rcg.cycle_step(t, {"image_a": a, "image_b": b}, 1, config=model.config,
+                         pools=(rcg.ImagePool(0), rcg.ImagePool(0)), warmup=4)
     expected = out["loss_adv"] + 0.25 * (10 * out["loss_cycle"] + 5 * out["loss_idt"])
     torch.testing.assert_close(t.losses["G"], expected.detach(), rtol=1e-5, atol=1e-6)
 
@@ -198,7 +231,7 @@ def test_cycle_noise_perturbs_only_the_way_back():
     a, b = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
     t = _StubTrainer(model)
     torch.manual_seed(1)
-    out = cg.cycle_step(t, {"image_a": a, "image_b": b}, 0, config=model.config, pools=(cg.ImagePool(0), cg.ImagePool(0)))
+    out = rcg.cycle_step(t, {"image_a": a, "image_b": b}, 0, config=model.config, pools=(rcg.ImagePool(0), rcg.ImagePool(0)))
     ra, rb = a * 2 - 1, b * 2 - 1
     with torch.no_grad():
         fb, fa = model.G_AB(ra), model.G_BA(rb)
@@ -214,8 +247,9 @@ def test_cycle_noise_perturbs_only_the_way_back():
     torch.testing.assert_close(out["loss_idt"].detach(), idt, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(out["loss_adv"].detach(), adv, rtol=1e-5, atol=1e-6)
     assert cg.CycleGANConfig().cycle_noise == 0.0
-    assert cg.config_from_budget({"resolution": 32, "g_width": 4, "n_blocks": 1, "d_width": 4,
-                                  "cycle_noise": 0.1}).cycle_noise == 0.1
+    budget = budgets.CycleGANBudget(steps=1, batch_size=1, lr=1e-3, g_width=4, n_blocks=1, d_width=4,
+                                    resolution=32, eval=2, cycle_noise=0.1)
+    assert rcg.config_from_budget(budget).cycle_noise == 0.1
     for bad in (-0.1, 1.5, True, "0.1"):
         with pytest.raises(ValueError, match="cycle_noise"):
             cg.CycleGANConfig(cycle_noise=bad)
@@ -224,7 +258,7 @@ def test_cycle_noise_perturbs_only_the_way_back():
 def test_generator_ema_averages_the_generators_and_copies_back():
     torch.manual_seed(0)
     model = cg.cyclegan(**TINY)
-    ema = cg.GeneratorEMA(model, decay=0.75)
+    ema = rcg.GeneratorEMA(model, decay=0.75)
     start = [p.detach().clone() for p in model.G_AB.parameters()]
     with torch.no_grad():
         for p in model.G_AB.parameters():
@@ -236,27 +270,25 @@ def test_generator_ema_averages_the_generators_and_copies_back():
         torch.testing.assert_close(p, s0 + 0.25)  # 0.75 * start + 0.25 * (start + 1)
     torch.testing.assert_close(list(other.G_BA.parameters())[0], list(model.G_BA.parameters())[0])
     assert ema.updates == 1
-    history = cg.train_cyclegan(model, lambda step: {"image_a": torch.rand(1, 3, 32, 32), "image_b": torch.rand(1, 3, 32, 32)},
-                                steps=2, ema=ema, device="cpu")
+    history = rcg.train_cyclegan(model, lambda step: {"image_a": torch.rand(1, 3, 32, 32), "image_b": torch.rand(1, 3, 32, 32)},
+                                 steps=2, ema=ema, device="cpu")
     assert ema.updates == 3 and len(history["loss_G"]) == 2
     with pytest.raises(ValueError, match="decay"):
-        cg.GeneratorEMA(model, decay=1.0)
+        rcg.GeneratorEMA(model, decay=1.0)
     with pytest.raises(ValueError, match="architecture"):
         ema.copy_to(cg.cyclegan(g_width=8, n_blocks=1, d_width=4))
 
 
 def test_training_runs_and_the_schedule_decays_to_zero():
-    from spokenstyle.data import unpaired_batches
-
     torch.manual_seed(0)
     model = cg.cyclegan(resolution=32, **TINY)
-    history = cg.train_cyclegan(model, unpaired_batches(2, "flat", "comic", 32), steps=6, lr=2e-3, device="cpu")
+    history = rcg.train_cyclegan(model, unpaired_batches(2, "flat", "comic", 32), steps=6, lr=2e-3, device="cpu")
     assert len(history["loss_G"]) == 6 and all(np.isfinite(history["loss_G"]))
-    snaps = cg.TranslationSnapshots(torch.rand(3, 3, 32, 32))
+    snaps = rcg.TranslationSnapshots(torch.rand(3, 3, 32, 32))
     snaps.record(model.G_AB, 6)
     assert snaps.frames[0].shape == (3, 3, 32, 32) and snaps.steps == [6]
     opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
-    sched = cg.linear_decay(opt, 10)
+    sched = rcg.linear_decay(opt, 10)
     lrs = []
     for _ in range(10):
         lrs.append(opt.param_groups[0]["lr"])
@@ -269,13 +301,12 @@ def test_training_runs_and_the_schedule_decays_to_zero():
 
 @pytest.mark.parametrize("additions", [{}, {"warmup": 1, "ema": 0.5, "position": 2}])
 def test_recipe_trains_saves_and_reloads(tmp_path, monkeypatch, additions):
-    from spokenstyle import runtime
-
-    monkeypatch.setitem(runtime.BUDGETS, "cyclegan_flat_comic", {"fast": {
-        "steps": 2, "batch_size": 2, "lr": 1e-3, "g_width": 4, "n_blocks": 1, "d_width": 4, "resolution": 32, "eval": 4,
-        **additions}})
+    row = budgets.BUDGETS["cyclegan_flat_comic"]
+    monkeypatch.setitem(budgets.BUDGETS, "cyclegan_flat_comic", budgets.Row(fast=budgets.CycleGANBudget(
+        steps=2, batch_size=2, lr=1e-3, g_width=4, n_blocks=1, d_width=4, resolution=32, eval=4,
+        **additions), full=row.full))
     rt = runtime.setup(seed=0, device="cpu", profile="fast", verbose=False)
-    scores = cg.train_flat_comic(tmp_path / "ckpt", runtime=rt)
+    scores = rcg.train_flat_comic(tmp_path / "ckpt", runtime=rt)
     assert {"AB_style_accuracy", "BA_content_accuracy", "AB_fd", "AB_fd_real_vs_real", "AB_cycle_l1"} <= set(scores)
     last = {k for k in scores if k.startswith("last_")}
     if additions:  # the last step's generators are scored too (five metrics per direction), the average is shipped
@@ -287,15 +318,15 @@ def test_recipe_trains_saves_and_reloads(tmp_path, monkeypatch, additions):
     assert scores["AB_fd_real_vs_real_sets"] == scores["BA_fd_real_vs_real_sets"] == 5
     assert scores["AB_fd_real_vs_real_sd"] > 0 and not any(k.startswith("last_") and k.endswith("_sets") for k in scores)
     for d, target in (("AB", "comic"), ("BA", "flat")):  # the baseline is the target style's
-        mean, sd = stylization.fd_real_baseline(target, 4, 32, sets=5)
+        mean, sd = evaluation.fd_real_baseline(target, 4, 32, sets=5)
         assert (scores[f"{d}_fd_real_vs_real_mean"], scores[f"{d}_fd_real_vs_real_sd"]) == pytest.approx((mean, sd))
     manifest = checkpoints.read_manifest(tmp_path / "ckpt")
     assert manifest["extra"]["pair"] == ["flat", "comic"] and manifest["config"]["g_width"] == 4
     saved = checkpoints.load_checkpoint(tmp_path / "ckpt").tensors  # the generators only
     assert saved and all(k.startswith(("G_AB.", "G_BA.")) for k in saved)
     assert manifest["extra"]["discriminators"] == cg.NO_DISCRIMINATORS and manifest["extra"]["class"] == "CycleGAN"
-    features_sha = checkpoints.read_manifest(checkpoints.shipped_path("features"))["files"]["model.safetensors"]["sha256"]
-    assert manifest["extra"]["feature_extractor"].endswith(features_sha)
+    (features_file, features_info), = checkpoints.read_manifest(checkpoints.shipped_path("features"))["files"].items()
+    assert manifest["extra"]["feature_extractor"].endswith(f"{features_file} sha256 {features_info['sha256']}")
     model = cg.cyclegan(weights=tmp_path / "ckpt")
     assert not model.training and model.config.resolution == 32
     x = torch.rand(2, 3, 32, 32)
@@ -321,7 +352,9 @@ def test_a_checkpoint_of_all_four_networks_still_loads_whole(tmp_path):
     loaded = cg.cyclegan(weights=tmp_path / "full")
     for a, b in zip(model.state_dict().values(), loaded.state_dict().values()):
         torch.testing.assert_close(a, b)  # discriminators included
-    cg.save_translator(model, tmp_path / "g", metrics={}, extra={})
+    model.save_pretrained(tmp_path / "g", metrics={}, extra={})
+    saved = checkpoints.load_checkpoint(tmp_path / "g").tensors  # save_pretrained keeps the generators only
+    assert set(saved) == set(model.generators().state_dict())
     generators_only = cg.cyclegan(weights=tmp_path / "g")
     for key, value in model.generators().state_dict().items():
         torch.testing.assert_close(generators_only.generators().state_dict()[key], value)
@@ -352,22 +385,18 @@ def test_bad_inputs_give_clear_errors(tmp_path):
 # -- baselines and the scorecard -------------------------------------------------------------------
 
 def test_fd_real_baseline_is_the_spread_over_disjoint_real_sets():
-    from spokenstyle.metrics import frechet_distance
-    from spokenstyle.models import features as feat
-    from spokenstyle.models.judge import scene_judge
-
     extractor = feat.feature_extractor(weights="features")
-    mean, sd = stylization.fd_real_baseline("comic", 12, 32, extractor=extractor, sets=2)
-    ref = feat.extract_features(extractor, feat.real_renders(12, split="a", style="comic", size=32)[0])
-    fds = [frechet_distance(ref, feat.extract_features(
-        extractor, feat.real_renders(12, split="b", style="comic", size=32, offset=k * 12)[0])) for k in range(2)]
+    mean, sd = evaluation.fd_real_baseline("comic", 12, 32, extractor=extractor, sets=2)
+    ref = feat.extract_features(extractor, real_renders(12, split="real_a", style="comic", size=32)[0])
+    fds = [metrics.frechet_distance(ref, feat.extract_features(
+        extractor, real_renders(12, split="real_b", style="comic", size=32, offset=k * 12)[0])) for k in range(2)]
     assert mean == pytest.approx(sum(fds) / 2) and sd == pytest.approx(abs(fds[0] - fds[1]) / 2 ** 0.5)
     # the first set is the one evaluate_translation compares with
-    truth = stylization.evaluate_translation(lambda x: x, "comic", "comic", judge=scene_judge(weights="judge"), n=12,
-                                             size=32, extractor=extractor)
+    truth = evaluation.evaluate_translation(lambda x: x, "comic", "comic", judge=scene_judge(weights="judge"), n=12,
+                                            size=32, extractor=extractor)
     assert truth.fd_real_vs_real == pytest.approx(fds[0])
     with pytest.raises(ValueError, match="sets"):
-        stylization.fd_real_baseline("comic", 12, sets=1)
+        evaluation.fd_real_baseline("comic", 12, sets=1)
 
 
 def test_random_features_are_fixed_and_multiscale():
@@ -392,8 +421,6 @@ def test_adain_gives_the_style_statistics():
 @pytest.mark.parametrize("method", ["gram", "adain"])
 def test_transfer_moves_style_statistics_towards_the_style(method):
     torch.manual_seed(0)
-    from spokenstyle.data import render, sample_scenes
-
     scenes = sample_scenes(range(2))
     content, style = render(scenes, "flat", 32), render(sample_scenes(range(2, 4)), "neon", 32)
     feats = stylization.RandomFeatures(width=12)
@@ -410,56 +437,48 @@ def test_transfer_moves_style_statistics_towards_the_style(method):
 
 
 def test_ssim_matches_scikit_image():
-    metrics = pytest.importorskip("skimage.metrics")
+    sk_metrics = pytest.importorskip("skimage.metrics")
     torch.manual_seed(0)
     x = torch.rand(2, 3, 32, 32)
     y = (x + 0.2 * torch.randn_like(x)).clamp(0, 1)
-    ours = stylization.ssim(x, y)
+    ours = metrics.ssim(x, y)
     for i in range(2):
-        ref = metrics.structural_similarity(x[i].numpy(), y[i].numpy(), channel_axis=0, data_range=1.0,
+        ref = sk_metrics.structural_similarity(x[i].numpy(), y[i].numpy(), channel_axis=0, data_range=1.0,
                                             gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
         # scikit-image averages over the whole (cropped) image; ours over valid windows
         assert ours[i].item() == pytest.approx(ref, abs=0.02)
-    assert stylization.ssim(x, x).tolist() == pytest.approx([1.0, 1.0])
+    assert metrics.ssim(x, x).tolist() == pytest.approx([1.0, 1.0])
     with pytest.raises(ValueError, match="same shape"):
-        stylization.ssim(x, y[:, :, :16])
+        metrics.ssim(x, y[:, :, :16])
 
 
 def test_scorecard_of_doing_nothing():
-    from spokenstyle.models.judge import SceneJudge
-
     torch.manual_seed(0)
     judge = SceneJudge()
-    s = stylization.evaluate_translation(lambda x: x, "flat", "comic", judge=judge, n=4, size=32, back=lambda x: x,
-                                         method="identity")
+    s = evaluation.evaluate_translation(lambda x: x, "flat", "comic", judge=judge, n=4, size=32, back=lambda x: x,
+                                        method="identity")
     assert s.cycle_l1 == 0.0 and s.method == "identity" and s.n == 4
     assert 0 < s.l1_to_truth < 1 and s.fd >= 0 and s.fd_real_vs_real >= 0
     with pytest.raises(ValueError, match="n must be"):
-        stylization.evaluate_translation(lambda x: x, "flat", "comic", judge=judge, n=1)
+        evaluation.evaluate_translation(lambda x: x, "flat", "comic", judge=judge, n=1)
     with pytest.raises(ValueError, match="unknown style"):
-        stylization.evaluate_translation(lambda x: x, "flat", "oil", judge=judge, n=4)
+        evaluation.evaluate_translation(lambda x: x, "flat", "oil", judge=judge, n=4)
 
 
 def test_judge_scores_reads_real_renders_and_checks_its_inputs():
-    from spokenstyle.data import paired_batches
-    from spokenstyle.models.judge import scene_judge
-
     judge = scene_judge(weights="judge")
     batch = paired_batches(16, "flat", "comic", 64, split="test")(0)
-    s = stylization.judge_scores(judge, batch["image_b"], "comic", batch["slots"])
+    s = evaluation.judge_scores(judge, batch["image_b"], "comic", batch["slots"])
     assert s["style"] >= 0.9 and s["object"] >= 0.9 and set(s) == {"style", "object", "scene"}
-    assert stylization.judge_scores(judge, batch["image_b"], "flat", batch["slots"])["style"] <= 0.1
+    assert evaluation.judge_scores(judge, batch["image_b"], "flat", batch["slots"])["style"] <= 0.1
     with pytest.raises(ValueError, match="slots"):
-        stylization.judge_scores(judge, batch["image_b"], "comic", batch["slots"][:3])
+        evaluation.judge_scores(judge, batch["image_b"], "comic", batch["slots"][:3])
     with pytest.raises(ValueError, match="unknown style"):
-        stylization.judge_scores(judge, batch["image_b"], "oil", batch["slots"])
+        evaluation.judge_scores(judge, batch["image_b"], "oil", batch["slots"])
 
 
 def test_the_shipped_judge_reads_real_renders():
     """The judge that scores translations (``spokenstyle train judge``) loads and reads held-out renders."""
-    from spokenstyle.data import STYLES, paired_batches
-    from spokenstyle.models.judge import JudgeConfig, scene_judge
-
     judge = scene_judge(weights="judge")
     assert not judge.training
     batch = paired_batches(16, "flat", "comic", 64, split="test")(0)

@@ -7,6 +7,7 @@ from torch.utils.data import DataLoader
 from spokenstyle.data import datasets as D
 from spokenstyle.data.captions import caption
 from spokenstyle.data.scenes import sample_scenes
+from spokenstyle.data.splits import SPLITS, walk
 from spokenstyle.data.styles import STYLES, render
 
 
@@ -28,7 +29,7 @@ def test_items_are_deterministic_and_match_the_renderer():
     ds = D.ShapeScenes("test", "neon", size=48, length=20)
     a, b = ds[5], ds[5]
     assert torch.equal(a["image"], b["image"]) and a["spoken"] == b["spoken"]
-    seed = D.SPLITS["test"][0] + 5
+    seed = SPLITS["test"][0] + 5
     assert a["seed"] == seed
     assert torch.equal(a["image"], render(sample_scenes([seed]), "neon", 48)[0])
 
@@ -43,7 +44,7 @@ def test_dataloader_batches_with_getitems():
 
 
 def test_splits_are_disjoint_and_fixed():
-    (a0, a1), (b0, b1) = D.SPLITS["train"], D.SPLITS["test"]
+    (a0, a1), (b0, b1) = SPLITS["train"], SPLITS["test"]
     assert a1 <= b0
     train = D.ShapeScenes("train", length=100)
     test = D.ShapeScenes("test", length=100)
@@ -81,10 +82,27 @@ def test_batch_makers_are_functions_of_the_step(maker, args, keys):
     assert not torch.equal(b0[sorted(keys)[0]], other_seed[sorted(keys)[0]])
 
 
+def test_batch_makers_walk_the_split_with_the_shared_walk():
+    b = D.scene_batches(5, "flat", 32, seed=3)(7)
+    assert torch.equal(b["seed"], walk("train", 7, 5, 3))
+    u = D.unpaired_batches(4, "flat", "neon", 32, seed=2)(5)
+    seeds = walk("train", 5, 4, 2, stride=2)
+    assert torch.equal(u["image_a"], render(sample_scenes(seeds), "flat", 32))
+    assert torch.equal(u["image_b"], render(sample_scenes(seeds + 1), "neon", 32))
+
+
+def test_scene_attributes_are_the_batch_tensors():
+    scenes = sample_scenes(range(20))
+    got = D.scene_attributes(scenes)
+    assert set(got) == {"shape", "colour", "size", "relation", "n_objects", "slots"}
+    assert torch.equal(got["slots"], scenes.colour_slots()) and torch.equal(got["n_objects"], scenes.n_objects)
+    assert torch.equal(got["shape"], scenes.shape) and torch.equal(got["relation"], scenes.relation)
+
+
 def test_scene_batches_match_dataset_items():
     b = D.scene_batches(4, "comic", 32, split="test", captions=True)(0)
     ds = D.ShapeScenes("test", "comic", 32, length=100)
-    first = int(b["seed"][0]) - D.SPLITS["test"][0]
+    first = int(b["seed"][0]) - SPLITS["test"][0]
     assert torch.equal(b["image"][0], ds[first]["image"]) and b["spoken"][0] == ds[first]["spoken"]
 
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import pytest
 import torch
 from torch import nn
 
-from spokenstyle import checkpoints
+from spokenstyle import checkpoints, cli
 from spokenstyle.models import dcgan as dc
+from spokenstyle.recipes import dcgan as rdc
+from spokenstyle.train import ema_update_
 
 TINY = dict(g_width=4, d_width=4, latent_dim=8)
 
@@ -48,7 +52,7 @@ def test_spectral_norm_bounds_every_layer_of_d_and_round_trips(tmp_path):
         assert sigma == pytest.approx(1.0, abs=0.02)
         raw = torch.linalg.matrix_norm(conv.weight_orig.detach().flatten(1), ord=2).item()
         assert raw != pytest.approx(1.0, abs=0.02)  # the raw weights are not normalised themselves
-    checkpoints.save_pretrained(model, tmp_path / "sn", config=config)
+    model.save_pretrained(tmp_path / "sn")
     D = dc.dcgan_discriminator(weights=tmp_path / "sn")
     model.D.eval()
     assert torch.equal(D(x), model.D(x))
@@ -116,7 +120,12 @@ def test_save_load_round_trip(tmp_path):
     torch.manual_seed(0)
     config = dc.DCGANConfig(resolution=32, **TINY)
     model = dc.dcgan(config=config)
-    checkpoints.save_pretrained(model, tmp_path / "gan", config=config, metrics={"fd": 1.0})
+    model.save_pretrained(tmp_path / "gan", metrics={"fd": 1.0})
+    manifest = checkpoints.read_manifest(tmp_path / "gan")
+    assert manifest["config"] == asdict(config) and manifest["metrics"] == {"fd": 1.0}
+    assert manifest["extra"]["class"] == "DCGAN"
+    (weights_file,) = manifest["files"]
+    assert (tmp_path / "gan" / weights_file).is_file()
     G = dc.dcgan_generator(weights=tmp_path / "gan")
     assert not G.training
     z = torch.randn(3, 8)
@@ -126,6 +135,9 @@ def test_save_load_round_trip(tmp_path):
     x = torch.rand(2, 3, 32, 32) * 2 - 1
     model.D.eval()
     assert torch.equal(D(x), model.D(x))
+    pair = dc.DCGAN.from_pretrained(tmp_path / "gan" / weights_file)  # a file inside the checkpoint names it too
+    assert not pair.training and pair.config == config and pair.checkpoint_path == tmp_path / "gan"
+    assert torch.equal(pair.G(z), model.G(z)) and torch.equal(pair.D(x), model.D(x))
     with pytest.raises(ValueError, match="not both"):
         dc.dcgan_generator(weights=tmp_path / "gan", resolution=64)
 
@@ -152,8 +164,6 @@ def test_recipe_trains_evaluates_and_saves(tmp_path, monkeypatch):
     their real-vs-real baselines, loadable by the builder."""
     if "features" not in checkpoints.shipped():
         pytest.skip("the recipe evaluates with the shipped feature extractor")
-    from spokenstyle import cli
-
     monkeypatch.setattr("sys.argv", ["spokenstyle", "train", "dcgan", "--profile", "fast"])
     assert cli.main(["train", "dcgan", "--profile", "fast", "--device", "cpu", "--out", str(tmp_path / "gan")]) == 0
     manifest = checkpoints.read_manifest(tmp_path / "gan")
@@ -168,28 +178,28 @@ def test_ema_update_moves_towards_the_model_and_checks_decay():
     torch.manual_seed(0)
     a, b = dc.dcgan_generator(**TINY), dc.dcgan_generator(**TINY)
     before = [p.clone() for p in a.parameters()]
-    dc.ema_update_(a, b, 0.75)
+    ema_update_(a, b, 0.75)
     for p0, pa, pb in zip(before, a.parameters(), b.parameters()):
         assert torch.allclose(pa, 0.75 * p0 + 0.25 * pb, atol=1e-6)
     bn_a = next(m for m in a.modules() if isinstance(m, nn.BatchNorm2d))
     bn_b = next(m for m in b.modules() if isinstance(m, nn.BatchNorm2d))
     assert torch.equal(bn_a.num_batches_tracked, bn_b.num_batches_tracked)  # integer buffers are copied
     with pytest.raises(ValueError, match="decay"):
-        dc.ema_update_(a, b, 1.0)
+        ema_update_(a, b, 1.0)
 
 
 def test_train_dcgan_keeps_an_average_of_g_and_decays_the_lr(tmp_path):
     torch.manual_seed(0)
     model = dc.dcgan(**TINY)
     images = torch.rand(16, 3, 32, 32)
-    history, g_ema = dc.train_dcgan(model, lambda step: images[:8], steps=4, lr=1e-3, ema_decay=0.5,
-                                    lr_decay=True, device="cpu", checkpoint_dir=tmp_path / "run")
+    history, g_ema = rdc.train_dcgan(model, lambda step: images[:8], steps=4, lr=1e-3, ema_decay=0.5,
+                                     lr_decay=True, device="cpu", checkpoint_dir=tmp_path / "run")
     assert len(history["loss_D"]) == 4 and not g_ema.training
     assert any(not torch.equal(e, g) for e, g in zip(g_ema.parameters(), model.G.parameters()))
     assert all(not p.requires_grad for p in g_ema.parameters())
     # resuming a finished run is a no-op that restores the average from the checkpoint
-    _, again = dc.train_dcgan(dc.dcgan(**TINY), lambda step: images[:8], steps=4, lr=1e-3, ema_decay=0.5,
-                              lr_decay=True, device="cpu", checkpoint_dir=tmp_path / "run")
+    _, again = rdc.train_dcgan(dc.dcgan(**TINY), lambda step: images[:8], steps=4, lr=1e-3, ema_decay=0.5,
+                               lr_decay=True, device="cpu", checkpoint_dir=tmp_path / "run")
     assert all(torch.equal(x, y) for x, y in zip(again.state_dict().values(), g_ema.state_dict().values()))
-    history, none = dc.train_dcgan(dc.dcgan(**TINY), lambda step: images[:8], steps=2, device="cpu")
+    history, none = rdc.train_dcgan(dc.dcgan(**TINY), lambda step: images[:8], steps=2, device="cpu")
     assert none is None

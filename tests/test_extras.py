@@ -54,6 +54,15 @@ def test_cyclegan_errors(tmp_path, cyclegan_root):
         E.download_cyclegan("cats2dogs", tmp_path)
 
 
+def test_download_cyclegan_fetches_the_named_archive(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(E, "download_and_extract_archive",
+                        lambda url, download_root, remove_finished: calls.append((url, download_root, remove_finished)))
+    assert E.download_cyclegan("horse2zebra", tmp_path) == tmp_path / "horse2zebra"
+    assert calls == [(E.CYCLEGAN_URL.format(name="horse2zebra"), str(tmp_path), True)]
+    assert calls[0][0].startswith("https://") and calls[0][0].endswith("horse2zebra.zip")
+
+
 @pytest.fixture
 def flickr_root(tmp_path):
     images = tmp_path / "Flicker8k_Dataset"

@@ -1,15 +1,30 @@
-"""The fusion generator F and its projection discriminator (spokenstyle.models.fusion)."""
+"""The fusion generator F and its projection discriminator (spokenstyle.models.fusion), and
+their training (spokenstyle.recipes.fusion) and scorecard (spokenstyle.evaluation.evaluate_fusion)."""
 
 from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 
-from spokenstyle import checkpoints, runtime
+from spokenstyle import checkpoints, cli, runtime
+from spokenstyle.budgets import FusionBudget
+from spokenstyle.data import sample_scenes, splits
+from spokenstyle.evaluation import evaluate_fusion
 from spokenstyle.models import fusion as fu
+from spokenstyle.recipes import fusion as rf
 
 SENTENCES = ["whoa, check out that big red ball hanging out next to a tiny blue box!",
              "A small green star is above a large purple diamond."]
+
+
+def fusion_budget(**changes) -> FusionBudget:
+    """A small ``fusion`` budget (the typed dataclass the recipe reads), with ``changes``."""
+    return FusionBudget(steps=3, batch_size=4, lr=1e-3, width=8, d_width=6, lambda_rec=20.0, lambda_adv=0.5,
+                        eval=12).replace(**changes)
 
 
 @pytest.fixture(scope="module")
@@ -148,10 +163,8 @@ def test_outlines_are_a_band_along_each_objects_edge():
 
 
 def test_colour_positions_put_each_object_at_its_colour():
-    from spokenstyle.data import sample_scenes
-
     scenes = sample_scenes(range(20))
-    pos = fu.colour_positions(scenes)
+    pos = rf.colour_positions(scenes)
     assert pos.shape == (20, 6, 2)
     for i in range(20):
         for k in range(int(scenes.n_objects[i])):
@@ -202,13 +215,13 @@ def test_spread_layout_fits_the_canvas_without_undoing_the_gap():
 
 
 def test_training_step_and_batches():
-    batch = fu.fusion_batches(4)(0)
+    batch = rf.fusion_batches(4)(0)
     assert batch["image"].shape == batch["style_ref"].shape == (4, 3, 64, 64)
     assert batch["tokens"].dtype == torch.int64 and batch["slots"].shape == (4, 6)
-    assert torch.equal(fu.fusion_batches(4)(5)["tokens"], fu.fusion_batches(4)(5)["tokens"])  # deterministic
+    assert torch.equal(rf.fusion_batches(4)(5)["tokens"], rf.fusion_batches(4)(5)["tokens"])  # deterministic
     torch.manual_seed(0)
     model = fu.FusionGAN(fu.FusionConfig(g_width=8, d_width=8))
-    history = fu.train_fusion(model, fu.fusion_batches(4), steps=2, device="cpu")
+    history = rf.train_fusion(model, rf.fusion_batches(4), steps=2, device="cpu")
     for key in ("loss_D", "loss_G_adv", "l1", "slot_ce", "layout", "kl", "cls_real", "cls_fake"):
         assert len(history[key]) == 2 and all(v == v for v in history[key])
     # the auxiliary style loss enters D's loss only when asked for (the first step's D loss is
@@ -216,7 +229,7 @@ def test_training_step_and_batches():
     runs = {}
     for lam in (0.0, 2.0):
         torch.manual_seed(0)
-        runs[lam] = fu.train_fusion(fu.FusionGAN(fu.FusionConfig(g_width=8, d_width=8)), fu.fusion_batches(4),
+        runs[lam] = rf.train_fusion(fu.FusionGAN(fu.FusionConfig(g_width=8, d_width=8)), rf.fusion_batches(4),
                                     steps=1, device="cpu", step_kwargs={"lambda_cls": lam})
     gap = runs[2.0]["loss_D"][0] - runs[0.0]["loss_D"][0]
     assert gap == pytest.approx(2.0 * runs[0.0]["cls_real"][0], rel=1e-4, abs=1e-5)
@@ -228,7 +241,7 @@ def test_pooled_l1_compares_averages_and_leaves_pixel_grain_alone():
     runs = {}
     for k in (1, 2):
         torch.manual_seed(0)  # the same F, D and batch: the first step's picture is the same
-        runs[k] = fu.train_fusion(fu.FusionGAN(fu.FusionConfig(g_width=8, d_width=8)), fu.fusion_batches(4),
+        runs[k] = rf.train_fusion(fu.FusionGAN(fu.FusionConfig(g_width=8, d_width=8)), rf.fusion_batches(4),
                                   steps=1, device="cpu", step_kwargs={"rec_pool": k})
     assert 0 < runs[2]["l1"][0] < runs[1]["l1"][0]
     grain = torch.tensor([[1.0, -1.0], [-1.0, 1.0]]).repeat(32, 32) * 0.1  # a checkerboard, zero per 2 x 2
@@ -237,16 +250,20 @@ def test_pooled_l1_compares_averages_and_leaves_pixel_grain_alone():
     assert pooled.abs().max() < 1e-6 and ((x + grain) - x).abs().mean() == pytest.approx(0.1)
     for bad in (0, 1.5, True):
         with pytest.raises(ValueError, match="rec_pool must be a positive int"):
-            fu.train_fusion(fu.FusionGAN(fu.FusionConfig(g_width=8, d_width=8)), fu.fusion_batches(4),
+            rf.train_fusion(fu.FusionGAN(fu.FusionConfig(g_width=8, d_width=8)), rf.fusion_batches(4),
                             steps=1, device="cpu", step_kwargs={"rec_pool": bad})
-    assert fu.step_kwargs({"rec_pool": 2, "steps": 3}) == {"rec_pool": 2}
+    assert rf.step_kwargs(fusion_budget(rec_pool=2)) == {"lambda_rec": 20.0, "lambda_adv": 0.5, "rec_pool": 2}
 
 
-def test_refine_budget_overrides_loss_weights_for_the_second_phase_only():
-    b = {"refine_steps": 5, "refine_lr": 1e-4, "lambda_cls": 0.0, "refine_lambda_cls": 0.5, "refine_rec_pool": 1,
-         "rec_pool": 2}
-    assert fu.refine_budget(b)["losses"] == {"lambda_cls": 0.5, "rec_pool": 1}
-    assert fu.step_kwargs(b) == {"lambda_cls": 0.0, "rec_pool": 2}  # the first phase keeps its own
+def test_refine_phase_trains_with_the_first_phases_loss_weights():
+    """The typed budget has no per-phase loss weights (no ``refine_<loss weight>`` fields, no
+    ``losses`` in refine_budget): the second phase trains with the first phase's step_kwargs."""
+    b = fusion_budget(refine_steps=5, refine_lr=1e-4, rec_pool=2)
+    assert "losses" not in rf.refine_budget(b)
+    assert rf.step_kwargs(b) == {"lambda_rec": 20.0, "lambda_adv": 0.5, "rec_pool": 2}  # both phases
+    for field in ("refine_lambda_cls", "refine_rec_pool", "refine_lambda_rec"):
+        with pytest.raises(KeyError, match=f"no field '{field}'"):
+            b.replace(**{field: 1})
 
 
 def test_noise_input_starts_silent_is_seeded_and_is_trained():
@@ -272,9 +289,9 @@ def test_noise_input_starts_silent_is_seeded_and_is_trained():
         F(z, tokens, one, positions=pos, noise=torch.randn(2, 64, 64))
     with torch.no_grad():
         F.b64.noise_weight.zero_()
-    fu.train_fusion(model, fu.fusion_batches(4), steps=2, device="cpu")
+    rf.train_fusion(model, rf.fusion_batches(4), steps=2, device="cpu")
     assert F.b64.noise_weight.abs().sum() > 0  # the weights get a gradient and move off zero
-    assert fu.config_for({"width": 8, "d_width": 6, "noise": True}).noise is True
+    assert rf.config_for(fusion_budget(noise=True)).noise is True
 
 
 def test_style_norm_fixes_the_style_codes_length():
@@ -295,8 +312,8 @@ def test_style_norm_fixes_the_style_codes_length():
         plain.load_state_dict(normed.state_dict())
         assert torch.allclose(normed(pictures), code, atol=1e-5)
         assert torch.allclose(plain(pictures), 3 * raw, atol=1e-5)
-    assert fu.config_for({"width": 8, "d_width": 6, "style_norm": True}).style_norm is True
-    assert fu.config_for({"width": 8, "d_width": 6}).style_norm is False
+    assert rf.config_for(fusion_budget(style_norm=True)).style_norm is True
+    assert rf.config_for(fusion_budget()).style_norm is False
     with pytest.raises(ValueError, match="style_norm must be True or False"):
         fu.FusionConfig(style_norm=1)
 
@@ -310,7 +327,7 @@ def test_mask_loss_weighting_and_calibration():
     occ = torch.rand(2, 6, 8, 8) * 0.98 + 0.01
     target = torch.nn.functional.one_hot(masks, 7)[..., 1:].permute(0, 3, 1, 2).float()
     plain = torch.nn.functional.binary_cross_entropy(occ, target)
-    assert float(fu.mask_loss(occ, masks, slots, pos_weight=1.0)) == pytest.approx(float(plain), rel=1e-5)
+    assert float(rf.mask_loss(occ, masks, slots, pos_weight=1.0)) == pytest.approx(float(plain), rel=1e-5)
     # one pixel of the red object, inside in 1 of 5 samples: the expected loss's minimiser over q
     only_red = torch.tensor([[1, 0, 0, 0, 0, 0]])
     q = torch.linspace(0.01, 0.99, 981)
@@ -318,12 +335,12 @@ def test_mask_loss_weighting_and_calibration():
     occ_q[:, 0, 0, 0] = q
     inside, outside = torch.ones(981, 1, 1, dtype=torch.int64), torch.zeros(981, 1, 1, dtype=torch.int64)
     for w in (1.0, 10.0):
-        expected = [0.2 * fu.mask_loss(occ_q[i:i + 1], inside[i:i + 1], only_red, pos_weight=w)
-                    + 0.8 * fu.mask_loss(occ_q[i:i + 1], outside[i:i + 1], only_red, pos_weight=w) for i in range(981)]
+        expected = [0.2 * rf.mask_loss(occ_q[i:i + 1], inside[i:i + 1], only_red, pos_weight=w)
+                    + 0.8 * rf.mask_loss(occ_q[i:i + 1], outside[i:i + 1], only_red, pos_weight=w) for i in range(981)]
         best = float(q[int(torch.stack(expected).argmin())])
         assert best == pytest.approx(w * 0.2 / (w * 0.2 + 0.8), abs=0.005)
     with pytest.raises(ValueError, match="pos_weight must be positive"):
-        fu.mask_loss(occ, masks, slots, pos_weight=0.0)
+        rf.mask_loss(occ, masks, slots, pos_weight=0.0)
 
 
 def test_calibrate_occupancy_inverts_the_weighted_minimiser():
@@ -361,40 +378,50 @@ def test_object_map_draws_the_calibrated_occupancy():
 
 
 def test_step_kwargs_pass_the_loss_weights_only():
-    budget = {"steps": 3, "lr": 1e-3, "lambda_adv": 0.5, "lambda_rec": 20.0, "mask_pos_weight": 1.0, "eval": 12}
-    assert fu.step_kwargs(budget) == {"lambda_adv": 0.5, "lambda_rec": 20.0, "mask_pos_weight": 1.0}
+    budget = fusion_budget(lambda_adv=0.25, lambda_rec=10.0)
+    assert rf.step_kwargs(budget) == {"lambda_adv": 0.25, "lambda_rec": 10.0, "rec_pool": 1}
+    # exactly the budget fields that are fusion_step's keyword arguments; the rest size the run
+    for name in ("steps", "batch_size", "lr", "width", "d_width", "eval", "width_64", "d_lr_scale", "refine_lr"):
+        assert name not in rf.step_kwargs(budget), name
+    torch.manual_seed(0)  # and fusion_step takes them
+    history = rf.train_fusion(fu.FusionGAN(fu.FusionConfig(g_width=8, d_width=8)), rf.fusion_batches(2), steps=1,
+                              device="cpu", step_kwargs=rf.step_kwargs(budget))
+    assert len(history["l1"]) == 1
 
 
 def test_config_for_takes_widths_and_calibration_from_the_budget():
-    budget = {"steps": 3, "width": 8, "d_width": 6}
-    config = fu.config_for(budget)
+    budget = fusion_budget()
+    config = rf.config_for(budget)
     assert (config.g_width, config.d_width, config.width_64) == (8, 6, 12)  # 12: the default at 64 px
-    wide = fu.FusionGenerator(fu.config_for({**budget, "width_64": 20}))
+    wide = fu.FusionGenerator(rf.config_for(budget.replace(width_64=20)))
     assert wide.b64.conv.out_channels == 20 and wide.to_rgb.in_channels == 20
     assert config.occupancy_calibration == 1.0  # the recipe's default: the raw occupancy
-    assert fu.config_for({**budget, "occupancy_calibration": 10}).occupancy_calibration == 10.0
-    assert "occupancy_calibration" not in fu.step_kwargs({**budget, "occupancy_calibration": 10})
+    assert rf.config_for(budget.replace(occupancy_calibration=10)).occupancy_calibration == 10.0
+    assert "occupancy_calibration" not in rf.step_kwargs(budget.replace(occupancy_calibration=10))
 
 
 def test_refine_budget_reads_and_checks_the_second_phase():
-    assert fu.refine_budget({"steps": 3}) is None and fu.refine_budget({"refine_steps": 0}) is None
-    assert fu.refine_budget({"refine_steps": 5, "refine_lr": 1e-4}) == {"steps": 5, "lr": 1e-4,
-                                                                        "occupancy_calibration": 1.0, "ema": 0.0, "losses": {}}
-    assert fu.refine_budget({"refine_steps": 5, "refine_lr": 1e-4, "refine_ema": 0.99})["ema"] == 0.99
+    assert rf.refine_budget(fusion_budget()) is None and rf.refine_budget(fusion_budget(refine_steps=0)) is None
+    assert rf.refine_budget(fusion_budget(refine_steps=5, refine_lr=1e-4)) == {"steps": 5, "lr": 1e-4,
+                                                                               "occupancy_calibration": 1.0, "ema": 0.0}
+    assert rf.refine_budget(fusion_budget(refine_steps=5, refine_lr=1e-4, refine_ema=0.99))["ema"] == 0.99
     with pytest.raises(ValueError, match="refine_ema must be a decay in"):
-        fu.refine_budget({"refine_steps": 5, "refine_lr": 1e-4, "refine_ema": 1.0})
-    # the calibration carries over from the first phase unless the second names its own
-    assert fu.refine_budget({"refine_steps": 5, "refine_lr": 1e-4, "occupancy_calibration": 10})[
+        rf.refine_budget(fusion_budget(refine_steps=5, refine_lr=1e-4, refine_ema=1.0))
+    # the calibration carries over from the first phase (the typed budget has no refine_occupancy_calibration)
+    assert rf.refine_budget(fusion_budget(refine_steps=5, refine_lr=1e-4, occupancy_calibration=10))[
         "occupancy_calibration"] == 10.0
-    assert fu.refine_budget({"refine_steps": 5, "refine_lr": 1e-4, "occupancy_calibration": 10,
-                             "refine_occupancy_calibration": 1})["occupancy_calibration"] == 1.0
+    with pytest.raises(KeyError, match="no field 'refine_occupancy_calibration'"):
+        fusion_budget(refine_occupancy_calibration=1)
     with pytest.raises(ValueError, match="needs a positive refine_lr"):
-        fu.refine_budget({"refine_steps": 5})
-    with pytest.raises(ValueError, match="refine_steps must be a non-negative int"):
-        fu.refine_budget({"refine_steps": 2.5, "refine_lr": 1e-4})
+        rf.refine_budget(fusion_budget(refine_steps=5))
+    with pytest.raises(TypeError, match="refine_steps must be int"):
+        fusion_budget(refine_steps=2.5, refine_lr=1e-4)
+    with pytest.raises(ValueError, match="refine_steps must not be negative"):
+        fusion_budget(refine_steps=-1, refine_lr=1e-4)
     with pytest.raises(ValueError, match="occupancy_calibration must be a number >= 1"):
-        fu.refine_budget({"refine_steps": 5, "refine_lr": 1e-4, "refine_occupancy_calibration": 0.5})
-    assert not set(fu.step_kwargs({"refine_steps": 5, "refine_lr": 1e-4})), "refine_* are not loss weights"
+        rf.config_for(fusion_budget(refine_steps=5, refine_lr=1e-4, occupancy_calibration=0.5))
+    assert not [k for k in rf.step_kwargs(fusion_budget(refine_steps=5, refine_lr=1e-4, refine_ema=0.5))
+                if k.startswith("refine_")], "refine_* are not loss weights"
 
 
 def test_recipe_trains_saves_and_reloads(tmp_path, monkeypatch):
@@ -402,8 +429,6 @@ def test_recipe_trains_saves_and_reloads(tmp_path, monkeypatch):
     scores beside their ceiling (real renders) and floor (shuffled sentences); load_fusion reloads F."""
     if "features" not in checkpoints.shipped():
         pytest.skip("the recipe scores style with the shipped feature extractor")
-    from spokenstyle import cli
-
     out = tmp_path / "fusion"
     argv = ["train", "fusion", "--profile", "fast", "--device", "cpu", "--out", str(out)]
     monkeypatch.setattr("sys.argv", ["spokenstyle", *argv])
@@ -411,17 +436,19 @@ def test_recipe_trains_saves_and_reloads(tmp_path, monkeypatch):
     manifest = checkpoints.read_manifest(out)
     assert manifest["command"].startswith("spokenstyle train fusion")
     budget = runtime.budget("fusion", "fast")
-    assert manifest["metrics"]["refine_steps"] == budget["refine_steps"] > 0  # the fast run takes both phases
-    assert manifest["config"]["occupancy_calibration"] == fu.refine_budget(budget)["occupancy_calibration"]
+    assert manifest["metrics"]["refine_steps"] == budget.refine_steps > 0  # the fast run takes both phases
+    assert manifest["config"]["occupancy_calibration"] == rf.refine_budget(budget)["occupancy_calibration"]
     # with refine_ema the average is shipped, and the last step's F is scored beside it
-    assert manifest["metrics"]["refine_ema"] == budget["refine_ema"] > 0
+    assert manifest["metrics"]["refine_ema"] == budget.refine_ema > 0
     assert 0 <= manifest["metrics"]["last_attr_match"] <= 1 and 0 <= manifest["metrics"]["last_style_acc"] <= 1
     for key in ("attr_match", "style_acc", "real_attr_match", "real_style_acc", "shuffled_attr_match",
                 "wrong_style_style_acc", "formal_attr_match"):
         assert 0 <= manifest["metrics"][key] <= 1
     F = fu.load_fusion(out, device="cpu")
     assert isinstance(F, fu.FusionGenerator) and not F.training
-    pair = fu.load_fusion_pair(out, device="cpu")
+    pair = fu.FusionGAN.from_pretrained(out, device="cpu")
+    (weights,) = manifest["files"]  # one weights file, named in the manifest
+    assert (out / weights).is_file() and pair.checkpoint_path == out
     images = fu.fuse(F, SENTENCES, torch.rand(2, 3, 64, 64), seed=1)
     assert isinstance(pair.D, fu.FusionDiscriminator)  # the discriminator is saved too
     assert images.shape == (2, 3, 64, 64)
@@ -432,11 +459,11 @@ def test_recipe_trains_saves_and_reloads(tmp_path, monkeypatch):
 
 def test_foreign_or_missing_checkpoint_is_refused(tmp_path):
     checkpoints.save_pretrained(torch.nn.Linear(2, 2), tmp_path / "lin", config={"width": 3})
-    with pytest.raises(checkpoints.CheckpointError, match="not a fusion checkpoint"):
+    with pytest.raises(checkpoints.CheckpointError, match="not a FusionGAN checkpoint"):
         fu.load_fusion(tmp_path / "lin")
     with pytest.raises(checkpoints.CheckpointError):
         fu.load_fusion(tmp_path / "nothing-here")
-    with pytest.raises(TypeError, match="name_or_path"):
+    with pytest.raises(TypeError, match="a checkpoint is named by a shipped name or a path"):
         fu.load_fusion(3)
 
 
@@ -454,12 +481,12 @@ def test_r1_penalty_is_the_squared_gradient_of_the_real_score():
     runs = {}
     for lam in (0.0, 4.0):
         torch.manual_seed(0)
-        runs[lam] = fu.train_fusion(fu.FusionGAN(fu.FusionConfig(g_width=8, d_width=8)), fu.fusion_batches(4),
+        runs[lam] = rf.train_fusion(fu.FusionGAN(fu.FusionConfig(g_width=8, d_width=8)), rf.fusion_batches(4),
                                     steps=1, device="cpu", step_kwargs={"lambda_r1": lam})
     assert runs[0.0]["r1"][0] == 0.0 and runs[4.0]["r1"][0] > 0
     torch.manual_seed(0)
     D = fu.FusionGAN(fu.FusionConfig(g_width=8, d_width=8)).D  # the same initial D as both runs
-    batch = fu.fusion_batches(4)(0)
+    batch = rf.fusion_batches(4)(0)
     x = batch["image"].clone().requires_grad_(True)
     (grad,) = torch.autograd.grad(D.project(D.features(x), batch["style"], batch["tokens"]).sum(), x)
     assert runs[4.0]["r1"][0] == pytest.approx(grad.square().sum((1, 2, 3)).mean().item(), rel=1e-4)
@@ -467,7 +494,7 @@ def test_r1_penalty_is_the_squared_gradient_of_the_real_score():
     assert gap == pytest.approx(0.5 * 4.0 * runs[4.0]["r1"][0], rel=1e-4, abs=1e-6)
     for bad in (-1.0, True, "1"):
         with pytest.raises(ValueError, match="lambda_r1 must be a non-negative number"):
-            fu.train_fusion(fu.FusionGAN(fu.FusionConfig(g_width=8, d_width=8)), fu.fusion_batches(4),
+            rf.train_fusion(fu.FusionGAN(fu.FusionConfig(g_width=8, d_width=8)), rf.fusion_batches(4),
                             steps=1, device="cpu", step_kwargs={"lambda_r1": bad})
 
 
@@ -479,7 +506,7 @@ def test_d_lr_scale_sets_the_discriminators_rate():
         torch.manual_seed(0)
         model = fu.FusionGAN(fu.FusionConfig(g_width=8, d_width=8))
         before = {n: [p.detach().clone() for p in getattr(model, n).parameters()] for n in ("F", "D")}
-        fu.train_fusion(model, fu.fusion_batches(4), steps=4, lr=1e-3, device="cpu", d_lr_scale=scale)
+        rf.train_fusion(model, rf.fusion_batches(4), steps=4, lr=1e-3, device="cpu", d_lr_scale=scale)
         moves[scale] = {n: max((p.detach() - q).abs().max().item() for p, q in zip(getattr(model, n).parameters(),
                                                                                   before[n]))
                         for n in ("F", "D")}
@@ -487,7 +514,7 @@ def test_d_lr_scale_sets_the_discriminators_rate():
     assert moves[0.25]["F"] / moves[1.0]["F"] > 0.5
     for bad in (0, -1.0, True):
         with pytest.raises(ValueError, match="d_lr_scale must be a positive number"):
-            fu.train_fusion(fu.FusionGAN(fu.FusionConfig(g_width=8, d_width=8)), fu.fusion_batches(4),
+            rf.train_fusion(fu.FusionGAN(fu.FusionConfig(g_width=8, d_width=8)), rf.fusion_batches(4),
                             steps=1, device="cpu", d_lr_scale=bad)
 
 
@@ -495,8 +522,6 @@ def test_evaluate_scores_validation_scenes_that_training_never_draws():
     """split="validation" scores other scenes than the test split (the real renders the judge sees
     differ), a bad split is refused, and no training run of a runtime seed below 30 (4,000 steps of
     16, both phases) draws a scene from the validation block."""
-    from types import SimpleNamespace
-
     seen = []
 
     def judge(images):
@@ -506,26 +531,24 @@ def test_evaluate_scores_validation_scenes_that_training_never_draws():
     features = lambda images: SimpleNamespace(style_logits=torch.zeros(len(images), 6))  # noqa: E731
     judge.parameters = features.parameters = lambda: iter([torch.zeros(1)])
     F = fu.FusionGenerator(fu.FusionConfig(g_width=8, d_width=8)).eval()
-    out = {split: fu.evaluate(F, judge, features, n=4, split=split) for split in ("test", "validation")}
+    out = {split: evaluate_fusion(F, judge, features, n=4, split=split) for split in ("test", "validation")}
     real_test, real_val = seen[1], seen[5]  # the second call of each evaluation is the real render
     assert not torch.equal(real_test, real_val)
     assert out["test"]["n"] == out["validation"]["n"] == 4 and 0 <= out["validation"]["attr_match"] <= 1
     with pytest.raises(ValueError, match="split must be 'test' or 'validation'"):
-        fu.evaluate(F, judge, features, n=4, split="train")
-    from spokenstyle.data.datasets import _step_seeds
-
+        evaluate_fusion(F, judge, features, n=4, split="train")
+    validation = splits.seed_range("validation")
+    assert validation.start == 500_000_000  # the old fusion.VALIDATION_START
     for run_seed in range(31):
-        for step in (0, 3999):
-            drawn = _step_seeds("train", step, 16, run_seed, stride=2)
-            assert drawn.max() + 1 < fu.VALIDATION_START or drawn.min() >= fu.VALIDATION_START + 10_000
+        drawn = splits.walk("train", 0, 4000 * 16, run_seed, stride=2)  # every batch of 4,000 steps
+        drawn = torch.cat([drawn, drawn + 1])  # and their style references
+        assert drawn.max() < validation.start or drawn.min() >= validation.stop
+        splits.check_clear(drawn, f"run seed {run_seed}")  # nor any other held-out block
 
 
 def test_fusion_runs_rule_picks_by_validation_within_the_style_target():
     """benchmarks/fusion_runs.py's rule: the best validation attribute match among runs at or above
     the style target on validation; the test scores play no part; no run in style: the best match."""
-    import importlib.util
-    from pathlib import Path
-
     path = Path(__file__).resolve().parents[1] / "benchmarks" / "fusion_runs.py"
     spec = importlib.util.spec_from_file_location("fusion_runs", path)
     runs_module = importlib.util.module_from_spec(spec)
@@ -542,14 +565,18 @@ def test_fusion_runs_rule_picks_by_validation_within_the_style_target():
         runs_module.choose([])
 
 
-def test_recipe_refuses_a_seed_whose_batches_reach_the_validation_scenes():
+def test_recipe_refuses_a_seed_whose_batches_reach_the_held_out_scenes():
     """The check equals drawing every batch (the same walk), passes the recipe's seeds and refuses
-    a run long enough to walk into the validation block (seed 31 starts 9 million seeds below it)."""
-    from spokenstyle.data.datasets import _step_seeds
-
-    batches = torch.cat([_step_seeds("train", k, 16, 31, stride=2) for k in range(5)])
-    assert torch.equal(batches, _step_seeds("train", 0, 5 * 16, 31, stride=2))  # what the check relies on
+    a run long enough to walk into the validation block (seed 31 starts 9 million seeds below it),
+    or into any other held-out block of spokenstyle.data.splits (seed 0 walks into real_a)."""
+    batches = torch.cat([splits.walk("train", k, 16, 31, stride=2) for k in range(5)])
+    assert torch.equal(batches, splits.walk("train", 0, 5 * 16, 31, stride=2))  # what the check relies on
     for seed in (0, 1, 2, 3, 30):
-        fu.check_clear_of_validation(seed, 4000, 16, 480)
-    with pytest.raises(ValueError, match="would train on validation scenes"):
-        fu.check_clear_of_validation(31, 300_000, 16, 480)
+        rf.check_clear_of_held_out(seed, 4000, 16)
+    with pytest.raises(ValueError, match="would train on held-out scenes.*'validation'"):
+        rf.check_clear_of_held_out(31, 300_000, 16)
+    # seed 0 walks from scene 0 upwards in steps of 2: 31,250 batches of 16 end at scene 999,998 (its
+    # style reference 999,999), just short of real_a (1,000,000 ...); one batch more enters it
+    rf.check_clear_of_held_out(0, 31_250, 16)
+    with pytest.raises(ValueError, match="would train on held-out scenes.*'real_a'"):
+        rf.check_clear_of_held_out(0, 31_251, 16)

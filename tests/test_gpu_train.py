@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tarfile
@@ -16,18 +17,22 @@ sys.path.insert(0, str(ROOT / "tools"))
 import gpu_train  # noqa: E402
 
 from spokenstyle import runtime  # noqa: E402
+from spokenstyle.budgets import BUDGETS, parse_overrides  # noqa: E402
+from spokenstyle.recipes import RECIPES  # noqa: E402
 
 
 def test_every_run_overrides_real_budget_entries():
     for name, run in gpu_train.RUNS.items():
-        assert run.model in __import__("spokenstyle.cli", fromlist=["RECIPES"]).RECIPES, name
+        assert run.model in RECIPES, name
+        assert run.row in BUDGETS, name
         for calibrate in (False, True):
             sets = run.sets(12000, calibrate=calibrate)
-            parsed = runtime.parse_overrides(sets)[run.row]
+            parsed = parse_overrides(sets)[run.row]
             assert parsed["steps"] == 12000
+            BUDGETS[run.row].full.replace(**parsed)  # every override fits the row's typed budget
     dcgan = gpu_train.RUNS["dcgan"]
-    assert runtime.parse_overrides(dcgan.sets(12000))["dcgan_all_styles"]["curve_every"] == 1200
-    calib = runtime.parse_overrides(dcgan.sets(500, calibrate=True))["dcgan_all_styles"]
+    assert parse_overrides(dcgan.sets(12000))["dcgan_all_styles"]["curve_every"] == 1200
+    calib = parse_overrides(dcgan.sets(500, calibrate=True))["dcgan_all_styles"]
     assert calib["curve_every"] == 500 and calib["eval"] == 500  # one FD measurement, a smaller final scoring
 
 
@@ -63,7 +68,7 @@ def test_refuses_to_size_runs_without_a_gpu(tmp_path):
 
 @pytest.mark.slow
 def test_smoke_flow_calibrates_trains_scores_and_packs(tmp_path):
-    env = {**__import__("os").environ, "SPOKENSTYLE_PROGRESS": "0", "SPOKENSTYLE_CACHE": str(tmp_path / "cache")}
+    env = {**os.environ, "SPOKENSTYLE_PROGRESS": "0", "SPOKENSTYLE_CACHE": str(tmp_path / "cache")}
     proc = subprocess.run([sys.executable, str(ROOT / "tools" / "gpu_train.py"), "--out", str(tmp_path / "out"),
                            "--work", str(tmp_path / "work"), "--smoke", "--only", "cyclegan_flat_pixel",
                            "--seconds", "1", "--calibrate-steps", "2"], capture_output=True, text=True, env=env)
@@ -75,8 +80,11 @@ def test_smoke_flow_calibrates_trains_scores_and_packs(tmp_path):
     assert row["steps"] == 2 and row["rc"] == 0 and row["calibration"]["seconds_per_step"] > 0
     assert row["command"].startswith("spokenstyle train cyclegan_flat_pixel --profile fast")
     assert row["metrics"]["steps"] == 2 and row["targets"]["AB_content_accuracy"]["met"] is False
-    with tarfile.open(tmp_path / "out" / "cyclegan_flat_pixel.tar") as tar:
-        names = tar.getnames()
-    assert "cyclegan_flat_pixel/manifest.json" in names and "cyclegan_flat_pixel/model.safetensors" in names
     manifest = json.loads((tmp_path / "work" / "runs" / "cyclegan_flat_pixel" / "manifest.json").read_text())
     assert "--set cyclegan_flat_pixel.steps=2" in manifest["command"]
+    (weights,) = manifest["files"]  # new saves name the weights by their sha256
+    with tarfile.open(tmp_path / "out" / "cyclegan_flat_pixel.tar") as tar:
+        names = tar.getnames()
+        packed = json.load(tar.extractfile("cyclegan_flat_pixel/manifest.json"))
+    assert packed["files"] == manifest["files"]
+    assert "cyclegan_flat_pixel/manifest.json" in names and f"cyclegan_flat_pixel/{weights}" in names

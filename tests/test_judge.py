@@ -4,7 +4,9 @@ import pytest
 import torch
 
 from spokenstyle.data import scene_batches
-from spokenstyle.models.judge import JudgeConfig, SceneJudge, judge_report, train_judge
+from spokenstyle.evaluation import judge_report
+from spokenstyle.models.judge import JudgeConfig, SceneJudge
+from spokenstyle.recipes.judge import judge_loss, train_judge
 
 
 @pytest.mark.parametrize("size", [32, 64, 96])
@@ -28,5 +30,5 @@ def test_short_training_run_and_report():
     for r in report.values():
         assert all(0.0 <= v <= 1.0 for v in r.values())
     b = scene_batches(4, "flat", 64)(0)
-    loss = SceneJudge.loss(*judge(b["image"]), b["style"], b["slots"])
+    loss = judge_loss(*judge(b["image"]), b["style"], b["slots"])
     assert torch.isfinite(loss)

@@ -9,7 +9,9 @@ import pytest
 import torch
 from torch import nn
 
-from spokenstyle import metrics
+from spokenstyle import checkpoints, evaluation, metrics
+from spokenstyle.data import pool_batches, real_renders, split_slots
+from spokenstyle.models import features as feat
 
 
 def gaussian(n: int, mean, std, seed: int) -> torch.Tensor:
@@ -200,8 +202,6 @@ def test_compare_to_baseline_needs_equal_sizes():
 # -- the feature extractor ---------------------------------------------------------------------
 
 def test_feature_net_shapes_confidence_and_input_checks():
-    from spokenstyle.models import features as feat
-
     torch.manual_seed(0)
     net = feat.feature_extractor(width=4, feature_dim=8)
     images = torch.rand(3, 3, 32, 32)
@@ -220,8 +220,6 @@ def test_feature_net_shapes_confidence_and_input_checks():
 
 
 def test_confidence_is_zero_where_colour_and_count_heads_disagree():
-    from spokenstyle.models import features as feat
-
     def output(colour_logits, count_logits):
         b = colour_logits.shape[0]
         return feat.FeatureNetOutput(features=torch.zeros(b, 8), style_logits=torch.tensor([[9.0, 0, 0, 0, 0, 0]] * b),
@@ -235,8 +233,6 @@ def test_confidence_is_zero_where_colour_and_count_heads_disagree():
 
 
 def test_split_slots_round_trip():
-    from spokenstyle.models.features import split_slots
-
     slots = torch.tensor([[0, 1, 12, 4, 0, 0]])  # absent; circle small; cross large; square large
     present, shape, size = split_slots(slots)
     assert present.tolist() == [[False, True, True, True, False, False]]
@@ -244,23 +240,19 @@ def test_split_slots_round_trip():
 
 
 def test_real_renders_splits_are_disjoint_and_deterministic():
-    from spokenstyle.models.features import real_renders
-
-    a, scenes_a, styles_a = real_renders(6, split="a", size=32)
-    a2, _, _ = real_renders(6, split="a", size=32)
-    b, scenes_b, _ = real_renders(6, split="b", size=32)
+    a, scenes_a, styles_a = real_renders(6, split="real_a", size=32)
+    a2, _, _ = real_renders(6, split="real_a", size=32)
+    b, scenes_b, _ = real_renders(6, split="real_b", size=32)
     assert torch.equal(a, a2) and not torch.equal(a, b)
     assert set(scenes_a.seed.tolist()).isdisjoint(scenes_b.seed.tolist())
     assert styles_a.tolist() == [s % 6 for s in scenes_a.seed.tolist()]
     _, _, flat = real_renders(3, split="train", style="flat", size=32)
     assert flat.tolist() == [0, 0, 0]
     with pytest.raises(ValueError, match="split"):
-        real_renders(3, split="validation")
+        real_renders(3, split="a")  # the old short names are gone: seed ranges of spokenstyle.data.splits
 
 
 def test_pool_batches_are_a_function_of_the_step():
-    from spokenstyle.models.features import pool_batches
-
     pool = torch.arange(10.0)[:, None]
     labels = torch.arange(10)
     batches = pool_batches(pool, 4, seed=0, extra=(labels,))
@@ -275,30 +267,25 @@ def test_pool_batches_are_a_function_of_the_step():
 
 
 def test_evaluate_images_reports_confidence_beside_the_baseline():
-    from spokenstyle.models import features as feat
-
     torch.manual_seed(0)
     net = feat.feature_extractor(width=4, feature_dim=8)
     real_a, real_b = torch.rand(20, 3, 32, 32), torch.rand(20, 3, 32, 32)
-    report = metrics.evaluate_images(torch.rand(20, 3, 32, 32), extractor=net, real=(real_a, real_b), label="noise")
+    report = evaluation.evaluate_images(torch.rand(20, 3, 32, 32), extractor=net, real=(real_a, real_b), label="noise")
     assert {"FD", "KID", "precision", "recall", "density", "coverage", "confident"} == set(report.comparisons)
     assert 0.0 <= report["confident"].fake <= 1.0
-    several = metrics.evaluate_images(torch.rand(20, 3, 32, 32), extractor=net, label="noise",
-                                      real=(real_a, [real_b, torch.rand(20, 3, 32, 32)]))
+    several = evaluation.evaluate_images(torch.rand(20, 3, 32, 32), extractor=net, label="noise",
+                                         real=(real_a, [real_b, torch.rand(20, 3, 32, 32)]))
     assert several["confident"].baseline_sets == 2 and several["FD"].baseline_sets == 2
     with pytest.raises(ValueError, match="baseline_sets"):
-        metrics.evaluate_images(torch.rand(20, 3, 32, 32), extractor=net, baseline_sets=0)
+        evaluation.evaluate_images(torch.rand(20, 3, 32, 32), extractor=net, baseline_sets=0)
     with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
-        metrics.evaluate_images(torch.rand(20, 32, 32), extractor=net, real=(real_a, real_b))
+        evaluation.evaluate_images(torch.rand(20, 32, 32), extractor=net, real=(real_a, real_b))
 
 
 def test_shipped_feature_extractor_reads_real_renders():
-    from spokenstyle import checkpoints
-    from spokenstyle.models import features as feat
-
     if "features" not in checkpoints.shipped():
         pytest.skip("no shipped feature extractor")
     net = feat.feature_extractor(weights="features")
-    images, scenes, styles = feat.real_renders(60, split="test", size=32)
-    acc = feat.accuracy(net, images, feat.scene_targets(scenes, styles))
+    images, scenes, styles = real_renders(60, split="features_test", size=32)
+    acc = evaluation.feature_accuracy(net, images, feat.feature_targets(scenes, styles))
     assert acc["style_accuracy"] >= 0.95

@@ -6,6 +6,7 @@ import torch
 from PIL import Image
 
 from spokenstyle.data import photos as P
+from spokenstyle.data.splits import PHOTO_SPLITS
 
 
 @pytest.mark.parametrize("name", P.PHOTO_NAMES)
@@ -29,7 +30,7 @@ def test_patches_are_deterministic_and_splits_disjoint():
         rows_overlap = t < t2 + h2 and t2 < t + h
         cols_overlap = l < l2 + w2 and l2 < l + w
         assert not (rows_overlap and cols_overlap)
-    params = P._patch_params(torch.arange(P.SPLITS["test"][0], P.SPLITS["test"][0] + 200), "test", 64)
+    params = P._patch_params(torch.arange(PHOTO_SPLITS["test"][0], PHOTO_SPLITS["test"][0] + 200), "test", 64)
     for name, top, left, _ in params:
         t, l, h, w = P._region(name, "test")
         assert t <= top <= t + h - 64 and l <= left <= l + w - 64
@@ -50,6 +51,15 @@ def test_kuwahara_keeps_flat_images_and_step_edges():
     step = torch.zeros(1, 3, 16, 16)
     step[..., 8:] = 1.0
     assert torch.allclose(P.kuwahara(step), step)  # edges stay sharp
+
+
+def test_patch_seeds_come_from_the_photo_splits():
+    (a0, a1), (b0, b1) = PHOTO_SPLITS["train"], PHOTO_SPLITS["test"]
+    assert a0 < a1 <= b0 < b1
+    assert P.PhotoPatches("train", 32, length=5).seeds([0, 4]).tolist() == [a0, a0 + 4]
+    assert P.PhotoPatches("test", 32, length=5).seeds([0, -1]).tolist() == [b0, b0 + 4]
+    with pytest.raises(ValueError, match="unknown split 'val'.*'train', 'test'"):
+        P.PhotoPatches("val")
 
 
 def test_painterly_dataset_and_unpaired_batches():

@@ -3,10 +3,15 @@ notebooks committed clean and stamped, every chapter on the map."""
 
 from __future__ import annotations
 
+import glob
 import io
 import json
 import re
+import shutil
+import subprocess
+import sys
 import tokenize
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -71,17 +76,59 @@ def test_ci_requirements_pin_everything_and_satisfy_pyproject():
         assert req.specifier.contains(pins[name], prereleases=True), f"pin {name}=={pins[name]} violates {req}"
 
 
-def test_every_shipped_data_folder_is_installed_by_the_wheel():
-    data_files = PYPROJECT["tool"]["setuptools"]["data-files"]
-    patterns = [p for globs in data_files.values() for p in globs]
-    shipped = [p for p in (ROOT / "data").rglob("*") if p.is_file() and not p.name.startswith(".")]
-    for path in shipped:
-        rel = path.relative_to(ROOT).as_posix()
-        assert any(Path(rel).match(pattern) and rel.count("/") == pattern.count("/") for pattern in patterns), \
-            f"{rel} is shipped in data/ but no [tool.setuptools.data-files] pattern installs it"
-    for dest, globs in data_files.items():
-        for pattern in globs:
-            assert dest == "share/spokenstyle/" + str(Path(pattern).parent), f"{pattern} installs to {dest}"
+PACKAGE = ROOT / "spokenstyle"
+SHIPPED = PACKAGE / "shipped"
+
+
+def package_data_patterns() -> list[str]:
+    package_data = PYPROJECT["tool"]["setuptools"]["package-data"]
+    assert set(package_data) == {"spokenstyle"}, f"package data of other packages: {sorted(package_data)}"
+    return list(package_data["spokenstyle"])
+
+
+def shipped_files() -> list[str]:
+    """Every file of spokenstyle/shipped/, relative to the package folder (as package-data globs are)."""
+    return sorted(p.relative_to(PACKAGE).as_posix() for p in SHIPPED.rglob("*") if p.is_file())
+
+
+def test_the_shipped_data_lives_in_the_package():
+    assert "data-files" not in PYPROJECT["tool"]["setuptools"], "the shipped data is package data now"
+    files = shipped_files()
+    assert "shipped/tokenizer.json" in files
+    assert any(f.startswith("shipped/checkpoints/") and f.endswith("/manifest.json") for f in files)
+
+
+def test_every_shipped_file_is_matched_by_the_package_data_globs():
+    patterns = package_data_patterns()
+    # setuptools expands each glob inside the package folder; a file no glob matches stays out of the wheel
+    matched = {Path(m).as_posix() for pattern in patterns for m in glob.glob(pattern, root_dir=PACKAGE)}
+    for rel in shipped_files():
+        assert not Path(rel).name.startswith("."), f"spokenstyle/{rel}: a hidden file is not matched by '*' globs"
+        assert rel in matched, f"spokenstyle/{rel} is shipped but no [tool.setuptools.package-data] glob installs it"
+    for pattern in patterns:
+        assert pattern.startswith("shipped/"), f"{pattern}: package data outside spokenstyle/shipped"
+        assert glob.glob(pattern, root_dir=PACKAGE), f"{pattern} matches no file of spokenstyle/shipped"
+
+
+@pytest.mark.slow
+def test_the_wheel_holds_every_shipped_file(tmp_path):
+    """Builds the wheel from a copy of the sources (nothing is written into the checkout)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    shutil.copytree(PACKAGE, src / "spokenstyle", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
+                           "--wheel-dir", str(tmp_path / "dist"), str(src)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    wheel, = (tmp_path / "dist").glob("spokenstyle-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+    missing = [rel for rel in shipped_files() if f"spokenstyle/{rel}" not in names]
+    assert not missing, f"the wheel lacks {missing}"
+    assert not any(n.startswith(("data/", "share/")) or ".data/data/" in n for n in names), \
+        "the shipped data travels inside the package only"
 
 
 def string_literals(path: Path):
@@ -138,9 +185,6 @@ def test_notebooks_follow_the_chapter_shape(nb):
 
 
 def test_setup_cells_badges_and_runtime_table_are_stamped():
-    import subprocess
-    import sys
-
     proc = subprocess.run([sys.executable, str(ROOT / "tools" / "stamp.py"), "--check"], capture_output=True, text=True)
     assert proc.returncode == 0, f"run `python tools/stamp.py`:\n{proc.stdout}{proc.stderr}"
 

@@ -18,6 +18,12 @@ import record_runs  # noqa: E402
 from spokenstyle import checkpoints  # noqa: E402
 
 
+def weights_of(directory: Path) -> Path:
+    """The weights file a checkpoint's manifest names (new saves name it by its sha256)."""
+    (name,) = checkpoints.read_manifest(directory)["files"]
+    return directory / name
+
+
 def _run(tmp_path: Path, name: str, accuracy: float) -> Path:
     directory = tmp_path / name
     checkpoints.save_pretrained(nn.Linear(2, 2), directory, config={"in_features": 2}, metrics={"accuracy": accuracy},
@@ -35,7 +41,9 @@ def test_records_each_manifest_without_its_history(tmp_path):
     run = report["runs"]["without"]
     assert run["metrics"] == {"accuracy": 0.7} and run["command"] == "spokenstyle train ablation"
     assert "history" not in run["extra"] and run["extra"]["pair"] == ["a", "b"]  # the history is left out, the rest kept
-    assert run["files"]["model.safetensors"]["sha256"] == checkpoints.sha256_file(b / "model.safetensors")
+    weights = weights_of(b)
+    assert run["files"] == checkpoints.read_manifest(b)["files"]
+    assert run["files"][weights.name]["sha256"] == checkpoints.sha256_file(weights)
     assert run["reproduce"] == "spokenstyle train ablation --set x.y=1" and "reproduce" not in report["runs"]["with"]
 
 
@@ -54,7 +62,7 @@ def test_refuses_bad_arguments_and_mismatched_weights(tmp_path, capsys):
     with pytest.raises(SystemExit):
         record_runs.main([f"x={a}", "--out", str(out), "--what", "x", "--reproduce", "y=cmd"])
     assert "not recorded" in capsys.readouterr().err
-    (a / "model.safetensors").write_bytes(b"not the weights")
+    weights_of(a).write_bytes(b"not the weights")
     with pytest.raises(checkpoints.CheckpointError):
         record_runs.main([f"x={a}", "--out", str(out), "--what", "x"])
     assert not out.exists()
@@ -64,7 +72,7 @@ def test_append_keeps_the_recorded_runs_and_refuses_a_recorded_label(tmp_path, c
     a, b = _run(tmp_path, "first", 0.9), _run(tmp_path, "second", 0.8)
     out = tmp_path / "runs.json"
     assert record_runs.main([f"first={a}", "--out", str(out), "--what", "one"]) == 0
-    (a / "model.safetensors").unlink()  # the first run's folder is gone; its record stays
+    weights_of(a).unlink()  # the first run's folder is gone; its record stays
     assert record_runs.main(["--append", f"second={b}", "--out", str(out), "--what", "two"]) == 0
     report = json.loads(out.read_text())
     assert report["what"] == "two" and sorted(report["runs"]) == ["first", "second"]

@@ -1,15 +1,20 @@
-"""spokenstyle.runtime: device and profile choice, budgets, seeding, progress, reports."""
+"""spokenstyle.runtime: device and profile choice, seeding, progress, reports, the shipped data folder.
+
+The budget table and its overrides are tested in test_budgets.py."""
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from spokenstyle import runtime
+import spokenstyle
+from spokenstyle import budgets, runtime
 
 
 def test_device_defaults_to_best_available(monkeypatch):
@@ -45,22 +50,6 @@ def test_profile_default_and_override(monkeypatch):
     monkeypatch.setenv("SPOKENSTYLE_PROFILE", "medium")
     with pytest.raises(ValueError, match="unknown profile 'medium'"):
         runtime.get_profile()
-
-
-def test_every_budget_has_both_profiles_with_the_same_keys():
-    for name, row in runtime.BUDGETS.items():
-        assert set(row) == set(runtime.PROFILES), name
-        assert set(row["fast"]) == set(row["full"]), f"{name}: fast and full must set the same sizes"
-
-
-def test_budget_follows_profile_and_is_a_copy():
-    fast = runtime.budget("demo", "fast")
-    full = runtime.budget("demo", "full")
-    assert fast["steps"] < full["steps"]
-    fast["steps"] = -1
-    assert runtime.budget("demo", "fast")["steps"] > 0
-    with pytest.raises(KeyError, match="no budget named 'nope'"):
-        runtime.budget("nope")
 
 
 def test_seed_everything_makes_every_generator_repeat():
@@ -120,11 +109,28 @@ def test_report_writes_json_lines_only_when_asked(tmp_path, monkeypatch):
         runtime.report(bad=[1, 2])
 
 
-def test_data_dir_finds_the_checkout_and_honours_the_override(tmp_path, monkeypatch):
+def test_data_dir_is_the_shipped_folder_inside_the_package(monkeypatch):
     monkeypatch.delenv("SPOKENSTYLE_DATA", raising=False)
-    assert (runtime.data_dir() / "checkpoints").is_dir()
+    path = runtime.data_dir()
+    assert path == Path(str(importlib.resources.files("spokenstyle") / "shipped"))
+    assert path == Path(spokenstyle.__file__).resolve().parent / "shipped"  # inside the package, not the checkout
+    assert (path / "tokenizer.json").is_file() and (path / "checkpoints").is_dir()
+
+
+def test_data_dir_honours_an_existing_override(tmp_path, monkeypatch):
     monkeypatch.setenv("SPOKENSTYLE_DATA", str(tmp_path))
     assert runtime.data_dir() == tmp_path
+
+
+@pytest.mark.parametrize("make", ["missing", "file"])
+def test_data_dir_refuses_an_override_that_is_not_a_folder(tmp_path, monkeypatch, make):
+    target = tmp_path / "nowhere"
+    if make == "file":
+        target.write_text("not a folder")
+    monkeypatch.setenv("SPOKENSTYLE_DATA", str(target))
+    with pytest.raises(FileNotFoundError, match="SPOKENSTYLE_DATA") as info:
+        runtime.data_dir()
+    assert str(target) in str(info.value)
 
 
 def test_run_dir_changes_with_the_budget(tmp_path, monkeypatch):
@@ -135,45 +141,6 @@ def test_run_dir_changes_with_the_budget(tmp_path, monkeypatch):
     assert first == rt.run_dir("fusion") and first.parent == tmp_path / "runs"
     assert first.name.startswith("fusion-fast-seed0-")
     assert runtime.setup(seed=1, device="cpu", profile="fast").run_dir("fusion") != first
-    monkeypatch.setitem(runtime.BUDGETS["fusion"], "fast", {**runtime.BUDGETS["fusion"]["fast"], "steps": 4})
+    row = budgets.BUDGETS["fusion"]
+    monkeypatch.setitem(budgets.BUDGETS, "fusion", budgets.Row(fast=row.fast.replace(steps=4), full=row.full))
     assert rt.run_dir("fusion") != first
-
-
-def test_parse_overrides_reads_json_values_per_row():
-    got = runtime.parse_overrides(["dcgan_all_styles.width=64", "dcgan_all_styles.lr=1e-4",
-                                   "dcgan_all_styles.betas=[0.5, 0.99]", "cyclegan_flat_comic.steps=30000",
-                                   "dcgan_all_styles.style=flat"])
-    assert got == {"dcgan_all_styles": {"width": 64, "lr": 1e-4, "betas": [0.5, 0.99], "style": "flat"},
-                   "cyclegan_flat_comic": {"steps": 30000}}
-    assert runtime.parse_overrides([]) == {}
-    # an int may stand for a float entry, and null for an optional one
-    assert runtime.parse_overrides(["dcgan_all_styles.lr=1", "dcgan_all_styles.style=null"]) == \
-        {"dcgan_all_styles": {"lr": 1, "style": None}}
-
-
-@pytest.mark.parametrize("item, message", [
-    ("dcgan_all_styles.width", "ROW.KEY=VALUE"),
-    ("width=64", "ROW.KEY=VALUE"),
-    ("nope.width=64", "no budget row 'nope'"),
-    ("dcgan_all_styles.widht=64", "has no entry 'widht'.*'width'"),
-    ("dcgan_all_styles.width=wide", "width is a int"),
-    ("dcgan_all_styles.width=64.5", "width is a int"),
-    ("dcgan_all_styles.spectral_norm=1", "spectral_norm is a bool"),
-    ("dcgan_all_styles.steps=true", "steps is a int"),
-])
-def test_parse_overrides_refuses_what_it_cannot_apply(item, message):
-    with pytest.raises(ValueError, match=message):
-        runtime.parse_overrides([item])
-
-
-def test_overrides_change_only_their_row_and_the_run_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("SPOKENSTYLE_CACHE", str(tmp_path))
-    plain = runtime.setup(seed=0, device="cpu", profile="full", verbose=False)
-    changed = runtime.setup(seed=0, device="cpu", profile="full", verbose=False,
-                            overrides=runtime.parse_overrides(["cyclegan_flat_comic.g_width=64"]))
-    assert changed.budget("cyclegan_flat_comic") == {**plain.budget("cyclegan_flat_comic"), "g_width": 64}
-    assert changed.budget("cyclegan_flat_pixel") == plain.budget("cyclegan_flat_pixel")
-    assert runtime.BUDGETS["cyclegan_flat_comic"]["full"]["g_width"] == 32  # the table itself is untouched
-    assert changed.run_dir("cyclegan_flat_comic") != plain.run_dir("cyclegan_flat_comic")
-    assert changed.run_dir("cyclegan_flat_pixel") == plain.run_dir("cyclegan_flat_pixel")
-    assert "overrides" in str(changed) and "overrides" not in str(plain)

@@ -210,3 +210,45 @@ def test_colour_masks_mark_each_object_with_its_colour():
             assert masks[i, y, x] == 1 + scenes.colour[i, k]  # an object's centre has its colour
         present = {0} | {1 + int(c) for c in scenes.colour[i, : int(scenes.n_objects[i])]}
         assert set(masks[i].unique().tolist()) <= present
+
+
+# ----------------------------------------------------------------------------------------------
+# colour slots: the one encoding of a scene's objects (data.scenes)
+
+
+def test_slot_class_numbers_every_shape_and_size_once():
+    classes = {S.slot_class(shape, size) for shape in range(len(S.SHAPES)) for size in range(len(S.SIZES))}
+    assert classes == set(range(1, S.N_SLOT_CLASSES)) and S.N_SLOT_CLASSES == 13  # 0 is "absent"
+    shape, size = torch.tensor([0, 5, 2]), torch.tensor([1, 0, 1])
+    assert S.slot_class(shape, size).tolist() == [S.slot_class(0, 1), S.slot_class(5, 0), S.slot_class(2, 1)]
+
+
+def test_split_slots_inverts_the_colour_slots(batch):
+    slots = batch.colour_slots()
+    present, shape, size = S.split_slots(slots)
+    assert torch.equal(present, slots > 0)
+    assert torch.equal(S.slot_class(shape, size)[present], slots[present])
+    assert (shape[~present] == -1).all() and (size[~present] == -1).all()
+    unreadable = torch.full((1, len(COLOURS)), -1)
+    p, sh, si = S.split_slots(unreadable)
+    assert not p.any() and (sh == -1).all() and (si == -1).all()
+
+
+def test_slots_of_specs_agree_with_the_batch_and_mark_unreadable_rows(batch):
+    specs = [batch.spec(i) for i in range(50)]
+    assert torch.equal(S.slots_of_specs(specs), batch.colour_slots()[:50])
+    rows = S.slots_of_specs([specs[0], None])
+    assert rows.dtype == torch.int64 and rows.shape == (2, len(COLOURS)) and (rows[1] == -1).all()
+    with pytest.raises(TypeError, match="SceneSpec or None"):
+        S.slots_of_specs(["a red circle"])
+
+
+def test_slots_to_text_names_each_object():
+    spec = SceneSpec((Obj("circle", "red", "large"), Obj("square", "blue", "small")), ("left of",))
+    row = S.slots_of_specs([spec])[0]
+    words = S.slots_to_text(row)
+    assert sorted(words.split(", ")) == ["large red circle", "small blue square"]
+    assert S.slots_to_text(torch.zeros(len(COLOURS), dtype=torch.int64)) == "-"
+    assert S.slots_to_text(torch.full((len(COLOURS),), -1)) == "(unreadable)"
+    with pytest.raises(ValueError, match="one row of 6"):
+        S.slots_to_text(row[None])

@@ -7,12 +7,13 @@ import math
 import pytest
 import torch
 
-from spokenstyle.data.captions import describe, spoken_caption
-from spokenstyle.data.scenes import sample_scenes
-from spokenstyle.text_metrics import (attribute_accuracy, bleu, classifier_rate, distinct_n, ngrams,
+from spokenstyle.data.captions import describe, parse, spoken_caption
+from spokenstyle.data.scenes import INVERSE_RELATION, RELATIONS, relation_between, sample_scenes
+from spokenstyle.text_metrics import (attribute_accuracy, bleu, caption_is_true, classifier_rate, distinct_n, ngrams,
                                       perplexity, tokenize)
 
 sacrebleu = pytest.importorskip("sacrebleu")
+Tokenizer13a = pytest.importorskip("sacrebleu.tokenizers.tokenizer_13a").Tokenizer13a
 
 SCENES = sample_scenes(range(120))
 FORMAL = describe(SCENES, "formal")
@@ -21,8 +22,6 @@ SPOKEN_2 = [spoken_caption(s, 1000 + i) for i, s in enumerate(SCENES.specs())]
 
 
 def test_tokenize_agrees_with_sacrebleu_13a():
-    from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a
-
     tok = Tokenizer13a()
     for text in FORMAL + SPOKEN + ["isn't it?!", "big ol' sky-blue ball... lol"]:
         assert tokenize(text) == tok(text).split(), text
@@ -97,10 +96,6 @@ def test_classifier_rate():
 def test_a_true_relation_the_chain_does_not_state_counts_as_true():
     """A left of B left of C: "A left of C" is true of the picture although the scene's chain
     does not state it; a false relation or a wrong object is not."""
-    from spokenstyle.data.captions import parse
-    from spokenstyle.data.scenes import INVERSE_RELATION, relation_between
-    from spokenstyle.text_metrics import caption_is_true
-
     scenes = sample_scenes(range(400), n_objects=3)
     found = 0
     for i in range(len(scenes)):
@@ -109,7 +104,6 @@ def test_a_true_relation_the_chain_does_not_state_counts_as_true():
         if rel02 < 0:
             continue
         a, b, c = spec.objects
-        from spokenstyle.data.scenes import RELATIONS
         other = f"A {a} is {RELATIONS[rel02]} a {c}, and the {a} is {spec.relations[0]} a {b}."
         parsed = parse(other)
         assert not parsed.matches(spec) and caption_is_true(parsed, scenes, i)

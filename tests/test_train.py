@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from spokenstyle import checkpoints, runtime
-from spokenstyle.train import History, Trainer, TrainConfig, to_device
+from spokenstyle.train import History, Trainer, TrainConfig, ema_update_, to_device, unwrap
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -182,6 +183,70 @@ def test_to_device_walks_nested_batches():
     batch = {"x": torch.ones(1), "pair": (torch.zeros(1), [torch.ones(2)]), "label": "a"}
     moved = to_device(batch, torch.device("cpu"))
     assert moved["label"] == "a" and isinstance(moved["pair"], tuple) and moved["pair"][1][0].shape == (2,)
+
+
+def averaged_pair():
+    """Two small models with BatchNorm (float running statistics and an int64 step counter)."""
+    torch.manual_seed(0)
+    ema = nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2))
+    model = nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2))
+    with torch.no_grad():
+        for p in ema.parameters():
+            p.fill_(1.0)
+        for p in model.parameters():
+            p.fill_(3.0)
+    ema[1].running_mean.fill_(0.0)
+    model[1].running_mean.fill_(2.0)
+    ema[1].running_var.fill_(1.0)
+    model[1].running_var.fill_(5.0)
+    ema[1].num_batches_tracked.fill_(1)
+    model[1].num_batches_tracked.fill_(7)
+    return ema, model
+
+
+def test_ema_update_moves_parameters_and_float_buffers_by_one_minus_decay():
+    ema, model = averaged_pair()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    ema_update_(ema, model, 0.75)
+    for p in ema.parameters():
+        assert torch.allclose(p, torch.full_like(p, 0.75 * 1.0 + 0.25 * 3.0))  # 1.5
+    assert torch.allclose(ema[1].running_mean, torch.full((2,), 0.25 * 2.0))  # buffers are averaged too
+    assert torch.allclose(ema[1].running_var, torch.full((2,), 0.75 * 1.0 + 0.25 * 5.0))
+    assert ema[1].num_batches_tracked.dtype == torch.int64 and int(ema[1].num_batches_tracked) == 7  # copied
+    ema_update_(ema, model, 0.75)  # a second step: 0.75 * 1.5 + 0.25 * 3 = 1.875
+    assert torch.allclose(ema[0].weight, torch.full_like(ema[0].weight, 1.875))
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), f"the model's {key} must not change"
+
+
+def test_ema_update_with_decay_zero_copies_the_model():
+    ema, model = averaged_pair()
+    ema_update_(ema, model, 0.0)
+    for key, value in model.state_dict().items():
+        assert torch.equal(ema.state_dict()[key], value), key
+
+
+@pytest.mark.parametrize("decay", [1.0, 1.5, -0.1, float("nan")])
+def test_ema_update_refuses_a_decay_outside_zero_to_one(decay):
+    ema, model = averaged_pair()
+    before = {k: v.clone() for k, v in ema.state_dict().items()}
+    with pytest.raises(ValueError, match=r"decay must be in \[0, 1\)"):
+        ema_update_(ema, model, decay)
+    for key, value in ema.state_dict().items():
+        assert torch.equal(value, before[key]), key
+
+
+def test_unwrap_returns_the_model_inside_ddp(tmp_path):
+    lin = nn.Linear(2, 2)
+    assert unwrap(lin) is lin
+    assert not dist.is_initialized()
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        wrapped = nn.parallel.DistributedDataParallel(lin)
+        assert unwrap(wrapped) is lin
+    finally:
+        dist.destroy_process_group()
+    assert not dist.is_initialized()
 
 
 def test_history_aligns_late_keys_and_averages():

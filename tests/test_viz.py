@@ -5,8 +5,8 @@ from __future__ import annotations
 import io
 import re
 
+import ipywidgets
 import matplotlib
-
 import numpy as np
 import pytest
 import torch
@@ -51,10 +51,21 @@ def test_show_grid_and_plot_history_draw():
     matplotlib.pyplot.close("all")
 
 
-def test_animation_controls_need_no_cdn():
+def test_animation_controls_need_no_cdn_and_no_icon_font():
     html = viz.animate([np.zeros((4, 4)), np.ones((4, 4))], lambda ax, frame, i: ax.imshow(frame), interval=50).data
     assert "://" not in "".join(re.findall(r'<link[^>]*>', html))  # no stylesheet from another host
-    assert 'class="fa ' not in html and "\u25b6" in html  # every icon became a symbol; play is there
+    assert "font-awesome" not in html.lower() and "fontawesome" not in html.lower()
+    assert '<i class="fa' not in html and 'class="fa ' not in html  # no Font Awesome icon is left
+    buttons = re.findall(r"<button[^>]*>(.*?)</button>", html, flags=re.S)
+    assert len(buttons) == 9  # slower, first, previous, backwards, pause, play, next, last, faster
+    titles = []
+    for body in buttons:  # each icon is an inline SVG with a title (what a screen reader says)
+        assert body.count("<svg") == 1 and "</svg>" in body, body
+        title = re.search(r"<title>([^<]+)</title>", body)
+        assert title, body
+        titles.append(title.group(1))
+        assert all(ord(c) < 128 for c in re.sub(r"<[^>]*>", "", body)), body  # no Unicode symbol (⏮ ▶ ⏸ …)
+    assert len(set(titles)) == 9 and "play" in titles and "pause" in titles
 
 
 def test_animate_embeds_every_frame_in_html():
@@ -77,8 +88,8 @@ def test_to_png_round_trips_pixels():
 
 
 def test_image_switcher_links_buttons_and_pictures_in_the_browser():
-    import ipywidgets
-
+    if not widgets.HAS_STACK:
+        pytest.skip("ipywidgets 7: the switcher is a Tab (test_image_switcher_is_a_tab_without_stack)")
     box = widgets.image_switcher({"flat": torch.rand(3, 8, 8), "neon": torch.rand(3, 8, 8)})
     buttons, stack = box.children
     assert list(buttons.options) == ["flat", "neon"] and len(stack.children) == 2
@@ -87,3 +98,27 @@ def test_image_switcher_links_buttons_and_pictures_in_the_browser():
     assert type(box.link).__name__ == "Link"
     with pytest.raises(ValueError, match="at least one image"):
         widgets.image_switcher({})
+
+
+def test_picture_stack_is_a_stack_in_ipywidgets_8_and_a_tab_in_7(monkeypatch):
+    assert widgets.HAS_STACK == hasattr(ipywidgets, "Stack")
+    pictures = [ipywidgets.Image(value=widgets.to_png(torch.rand(3, 4, 4)), format="png") for _ in range(3)]
+    stack = widgets.picture_stack(pictures, ["a", "b", "c"])
+    assert list(stack.children) == pictures and stack.selected_index == 0
+    assert type(stack).__name__ == ("Stack" if widgets.HAS_STACK else "Tab")
+    monkeypatch.setattr(widgets, "HAS_STACK", False)  # what ipywidgets 7.7 (Colab) gets
+    tab = widgets.picture_stack(pictures, ["a", "b", "c"])
+    assert isinstance(tab, ipywidgets.Tab) and list(tab.children) == pictures and tab.selected_index == 0
+    assert [tab.get_title(i) for i in range(3)] == ["a", "b", "c"]  # the tab bar does the switching
+    with pytest.raises(ValueError, match="3 pictures and 2 titles"):
+        widgets.picture_stack(pictures, ["a", "b"])
+
+
+def test_image_switcher_is_a_tab_without_stack(monkeypatch):
+    monkeypatch.setattr(widgets, "HAS_STACK", False)
+    box = widgets.image_switcher({"flat": torch.rand(3, 8, 8), "neon": torch.rand(3, 8, 8)}, description="style")
+    label, tab = box.children
+    assert label.value == "style" and isinstance(tab, ipywidgets.Tab) and len(tab.children) == 2
+    assert [tab.get_title(i) for i in range(2)] == ["flat", "neon"] and box.link is None
+    plain = widgets.image_switcher({"flat": torch.rand(3, 8, 8)})
+    assert len(plain.children) == 1 and isinstance(plain.children[0], ipywidgets.Tab)

@@ -47,7 +47,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from spokenstyle import runtime  # noqa: E402
+from spokenstyle import budgets, runtime  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -75,13 +75,13 @@ class Run:
 # Sizes chosen from CPU runs and kept small enough to ship and to come back from the device tool
 # (16 MiB a file; the repository itself travels whole, 64 MiB at most):
 # - DCGAN at width 64 (6.4 MB; the shipped 32 is 1.9 MB). At 6,000 steps width 64 scored FD 63.4
-#   against 75.8 at width 32 (runtime.BUDGETS' comment); the steps are what the GPU adds.
+#   against 75.8 at width 32 (the note of budgets.BUDGETS["dcgan_all_styles"]); the steps are what the GPU adds.
 # - translators at width 32, as shipped (the generators, which is all a recipe saves: 8.8 MB for
 #   flat <-> comic, 2.3 MB for flat <-> pixel, which downsamples once), with batch 4 and the
 #   steps a GPU affords. Measured on one CPU thread, flat <-> comic, 300 held-out scenes, content
 #   accuracy flat->comic / comic->flat: width 16, 6,000 steps (shipped before) 57 / 63 %; width 16,
 #   24,000 steps 81 / 67 %; width 32, 12,000 steps 86 / 86 % (same wall time as the 24,000): width
-#   helps more than steps, and comic -> flat most. (Those three from a probe around cg.train_cyclegan
+#   helps more than steps, and comic -> flat most. (Those three from a probe around recipes.cyclegan.train_cyclegan
 #   with the recipe's settings; the shipped recipe at width 32 and 12,000 steps, another draw of the
 #   initial weights, gave 80 / 88 %, and on flat <-> pixel 78 / 86 % against width 16's 66 / 80 %.)
 #   Batch 4 gives a GPU four times the pictures per step at about the same cost.
@@ -211,7 +211,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     names = args.only or list(RUNS)
     for n in names:  # fail on a typo before anything runs
-        runtime.parse_overrides(RUNS[n].sets(args.calibrate_steps, calibrate=True))
+        budgets.parse_overrides(RUNS[n].sets(args.calibrate_steps, calibrate=True))
     device = runtime.get_device()
     if not args.smoke and not runtime.is_accelerator(device):
         print("gpu-train sizes its runs for a GPU and torch sees none here; use --smoke to test the flow")

@@ -2,17 +2,18 @@
 config, metrics, versions, date, the weights' sha256), without its loss history, in one JSON
 report that a chapter can read and check its prose against.
 
-    python tools/record_runs.py --out data/benchmarks/NAME-runs-cpu.json --what "..." LABEL=DIR [LABEL=DIR ...]
-    python tools/record_runs.py --append --out data/benchmarks/NAME-runs-cpu.json --what "..." LABEL=DIR
+    python tools/record_runs.py --out spokenstyle/shipped/benchmarks/NAME-runs-cpu.json --what "..." LABEL=DIR [LABEL=DIR ...]
+    python tools/record_runs.py --append --out spokenstyle/shipped/benchmarks/NAME-runs-cpu.json --what "..." LABEL=DIR
 
 ``--append`` keeps the runs the report already holds (their folders may be long gone) and adds the
 new ones; a label that is already recorded is refused, and ``--what`` replaces the description.
 
-Chapter 5's ``data/benchmarks/cyclegan-runs-cpu.json`` records the width-16 translators
-(``data/checkpoints/cyclegan_*`` at commit 0707201, before they were shipped at width 32) as
-``width16_*``, the two ``cycle_noise=0.1`` runs as ``noise_*``, the two ``g_width=48`` runs as ``width48_*``
-and a second draw of the width-32 flat <-> comic recipe as ``rerun32_flat_comic``; each run's ``reproduce`` gives the
-``spokenstyle train ... --set`` command that trains it again on today's budget rows.
+Chapter 5's ``spokenstyle/shipped/benchmarks/cyclegan-runs-cpu.json`` records the width-16
+translators (the shipped ``cyclegan_*`` checkpoints at commit 0707201, then under
+``data/checkpoints/``, before they were shipped at width 32) as ``width16_*``, the two
+``cycle_noise=0.1`` runs as ``noise_*``, the two ``g_width=48`` runs as ``width48_*`` and a second
+draw of the width-32 flat <-> comic recipe as ``rerun32_flat_comic``; each run's ``reproduce``
+gives the ``spokenstyle train ... --set`` command that trains it again on today's budget rows.
 
 A run that was tried and not shipped (an ablation, the recipe before a change) is evidence too;
 its weights would double the repository, its manifest is a few kilobytes.

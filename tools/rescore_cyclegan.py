@@ -3,7 +3,7 @@ without retraining, and writes the new FD numbers into their manifests.
 
     python tools/rescore_cyclegan.py [cyclegan_flat_comic cyclegan_flat_pixel] [--check-only]
 
-It runs the trainer's own evaluation (:func:`spokenstyle.models.cyclegan.score_pair`: the same
+It runs the trainer's own evaluation (:func:`spokenstyle.evaluation.score_translator`: the same
 held-out scenes, judge, ``n`` and seed as ``spokenstyle train``), on one CPU thread, and:
 
 * checks that every metric the features network does not enter (style, content and scene
@@ -11,7 +11,7 @@ held-out scenes, judge, ``n`` and seed as ``spokenstyle train``), on one CPU thr
   it stops without writing anything if one does not;
 * replaces ``{AB,BA}_fd`` and ``{AB,BA}_fd_real_vs_real`` (one real set, as the trainer computes it),
   and adds ``{AB,BA}_fd_real_vs_real_mean`` / ``_sd`` / ``_sets`` where the trainer did not: the
-  baseline averaged over five disjoint real sets, as :func:`spokenstyle.metrics.evaluate_images`
+  baseline averaged over five disjoint real sets, as :func:`spokenstyle.evaluation.evaluate_images`
   reports it;
 * if the FDs changed (the translators were trained when ``features`` was another checkpoint),
   renames ``last_{AB,BA}_fd`` (the last step's generators, which are not shipped and cannot be
@@ -36,10 +36,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 
 from spokenstyle import checkpoints  # noqa: E402
-from spokenstyle.models import cyclegan as cg  # noqa: E402
-from spokenstyle.models import features as feat  # noqa: E402
-from spokenstyle.models.judge import scene_judge  # noqa: E402
-from spokenstyle.stylization import fd_real_baseline  # noqa: E402
+from spokenstyle.evaluation import fd_real_baseline, score_translator  # noqa: E402
+from spokenstyle.models.cyclegan import CycleGAN  # noqa: E402
+from spokenstyle.models.features import FeatureNet  # noqa: E402
+from spokenstyle.models.judge import SceneJudge  # noqa: E402
+from spokenstyle.recipes.cyclegan import PAIRS  # noqa: E402
 
 FD_KEYS = ("fd", "fd_real_vs_real")
 BASELINE_SETS = 5
@@ -52,10 +53,10 @@ def rescore(name: str, *, write: bool) -> dict:
     old = manifest["metrics"]
     style_a, style_b = manifest["extra"]["pair"]
     n, size, seed = old["eval_scenes"], manifest["config"]["resolution"], 0
-    model = cg.cyclegan(weights=name)
-    judge = scene_judge(weights="judge")
-    extractor = feat.feature_extractor(weights="features")
-    new = cg.score_pair(model, style_a, style_b, judge=judge, n=n, size=size, seed=seed, extractor=extractor)
+    model = CycleGAN.from_pretrained(directory)
+    judge = SceneJudge.from_pretrained("judge")
+    extractor = FeatureNet.from_pretrained("features")
+    new = score_translator(model, style_a, style_b, judge=judge, n=n, size=size, seed=seed, extractor=extractor)
     mismatched = {k: (old.get(k), v) for k, v in new.items()
                   if not k.endswith(FD_KEYS) and not (k in old and math.isclose(old[k], v, rel_tol=0, abs_tol=TOLERANCE))}
     if mismatched:
@@ -92,9 +93,9 @@ def rescore(name: str, *, write: bool) -> dict:
             "features": f"the shipped 'features' checkpoint, created {features['created']}, "
                         f"{weights_name} sha256 {info['sha256']}",
             "what": "{AB,BA}_fd and _fd_real_vs_real re-scored with that features network, without retraining: "
-                    "same scenes, judge, n and seed as at training (cyclegan.score_pair); every other metric of "
-                    "score_pair was recomputed and reproduced exactly. _fd_real_vs_real_mean/_sd: the baseline over "
-                    f"{BASELINE_SETS} disjoint real sets. "
+                    "same scenes, judge, n and seed as at training (evaluation.score_translator); every other "
+                    "metric of score_translator was recomputed and reproduced exactly. _fd_real_vs_real_mean/_sd: "
+                    f"the baseline over {BASELINE_SETS} disjoint real sets. "
                     + ("The FDs reproduced too: training used this features network, and last_*_fd are kept"
                        if fd_reproduced else
                        "last_*_fd_old_features: the last-step generators' FD in the old features space (those "
@@ -111,7 +112,7 @@ def rescore(name: str, *, write: bool) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("names", nargs="*", default=list(cg.PAIRS))
+    parser.add_argument("names", nargs="*", default=list(PAIRS))
     parser.add_argument("--check-only", action="store_true", help="score and compare, write nothing")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)

@@ -2,7 +2,7 @@
 
 Nothing is stored: item ``i`` of a split is the scene with seed ``split_start + i``, rendered on
 the fly, so any item is deterministic and cheap, and the training and held-out scenes can never
-mix. The splits are fixed ranges of scene seeds:
+mix. The splits are fixed ranges of scene seeds (:mod:`spokenstyle.data.splits` holds them all):
 
 ========= =============================== =========================
 split      scene seeds                     default length
@@ -10,6 +10,10 @@ split      scene seeds                     default length
 ``train``  0 ... 999,999,999               100,000 (any up to 10^9)
 ``test``   1,000,000,000 ... 1,000,099,999  10,000 (any up to 10^5)
 ========= =============================== =========================
+
+Besides the datasets, :func:`real_renders` draws real pictures of any named seed range (the
+metrics' reference sets ``real_a`` and ``real_b`` among them) and :func:`pool_batches` samples
+a fixed pool of pictures by the step (what keeps CPU training cheap).
 
 Views:
 
@@ -37,6 +41,7 @@ from torch.utils.data import Dataset
 
 from .captions import caption
 from .scenes import SceneBatch, SceneSpec, hash_uniform, sample_scenes
+from .splits import SPLITS, seed_range, walk
 from .styles import STYLES, check_size, render, style_ids
 
 __all__ = [
@@ -47,14 +52,12 @@ __all__ = [
     "scene_batches",
     "paired_batches",
     "unpaired_batches",
-    "scene_targets",
+    "scene_attributes",
     "split_seeds",
+    "real_renders",
+    "pool_batches",
 ]
 
-SPLITS: dict[str, tuple[int, int]] = {
-    "train": (0, 1_000_000_000),
-    "test": (1_000_000_000, 1_000_100_000),
-}
 _DEFAULT_LENGTH = {"train": 100_000, "test": 10_000}
 _S_STYLE = 300  # random stream of the per-item style draw
 
@@ -112,7 +115,7 @@ def _pick_styles(seeds: torch.Tensor, styles: list[int]) -> torch.Tensor:
     return torch.tensor(styles, device=seeds.device)[k]
 
 
-def scene_targets(scenes: SceneBatch) -> dict[str, torch.Tensor]:
+def scene_attributes(scenes: SceneBatch) -> dict[str, torch.Tensor]:
     """The attribute tensors of a batch: shape, colour, size (B, 3), relation (B, 2),
     n_objects (B,), slots (B, 6); -1 marks absent objects and relations."""
     return {
@@ -193,7 +196,7 @@ class ShapeScenes(_SceneDataset):
         """Items ``indices`` as one batch dict (images rendered in one call)."""
         scenes = self.scenes(indices)
         style = _pick_styles(scenes.seed, self.styles)
-        out = {"image": render(scenes, style, self.size), "style": style, "seed": scenes.seed, **scene_targets(scenes)}
+        out = {"image": render(scenes, style, self.size), "style": style, "seed": scenes.seed, **scene_attributes(scenes)}
         if self.captions:
             out.update(_captions(scenes))
         return out
@@ -211,7 +214,7 @@ class PairedStyles(_SceneDataset):
     def batch(self, indices: Sequence[int]) -> dict[str, Any]:
         scenes = sample_scenes(split_seeds(self.split, self._index(indices)))
         out = {"image_a": render(scenes, self.style_a, self.size), "image_b": render(scenes, self.style_b, self.size),
-               "seed": scenes.seed, **scene_targets(scenes)}
+               "seed": scenes.seed, **scene_attributes(scenes)}
         if self.captions:
             out.update(_captions(scenes))
         return out
@@ -233,22 +236,13 @@ class UnpairedStyles(_SceneDataset):
             scenes = sample_scenes(split_seeds(self.split, idx, stride=2, offset=offset))
             out[f"image_{dom}"] = render(scenes, style, self.size)
             out[f"seed_{dom}"] = scenes.seed
-            out.update({f"{k}_{dom}": v for k, v in scene_targets(scenes).items()})
+            out.update({f"{k}_{dom}": v for k, v in scene_attributes(scenes).items()})
         out["seed"] = out["seed_a"]
         return out
 
 
 # ----------------------------------------------------------------------------------------------
 # vectorised batch makers for training loops
-
-
-def _step_seeds(split: str, step: int, batch_size: int, seed: int, stride: int = 1) -> torch.Tensor:
-    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
-        raise ValueError(f"step must be a non-negative int, got {step!r}")
-    lo, hi = _check_split(split)
-    n = (hi - lo) // stride
-    first = (seed * 7_919_003 + step * batch_size) % n  # each seed walks its own stretch of the split
-    return lo + ((first + torch.arange(batch_size)) % n) * stride
 
 
 def scene_batches(batch_size: int, style: str | int | Sequence[str | int] = "all", size: int = 64,
@@ -262,9 +256,9 @@ def scene_batches(batch_size: int, style: str | int | Sequence[str | int] = "all
     _check_split(split)
 
     def batches(step: int) -> dict[str, Any]:
-        scenes = sample_scenes(_step_seeds(split, step, batch_size, seed), device=device)
+        scenes = sample_scenes(walk(split, step, batch_size, seed), device=device)
         st = _pick_styles(scenes.seed, styles)
-        out = {"image": render(scenes, st, size), "style": st, "seed": scenes.seed, **scene_targets(scenes)}
+        out = {"image": render(scenes, st, size), "style": st, "seed": scenes.seed, **scene_attributes(scenes)}
         if captions:
             out.update(_captions(scenes))
         return out
@@ -281,9 +275,9 @@ def paired_batches(batch_size: int, style_a: str | int, style_b: str | int, size
     _check_split(split)
 
     def batches(step: int) -> dict[str, Any]:
-        scenes = sample_scenes(_step_seeds(split, step, batch_size, seed), device=device)
+        scenes = sample_scenes(walk(split, step, batch_size, seed), device=device)
         return {"image_a": render(scenes, sa, size), "image_b": render(scenes, sb, size), "seed": scenes.seed,
-                **scene_targets(scenes)}
+                **scene_attributes(scenes)}
 
     return batches
 
@@ -297,12 +291,70 @@ def unpaired_batches(batch_size: int, style_a: str | int, style_b: str | int, si
     _check_split(split)
 
     def batches(step: int) -> dict[str, Any]:
-        seeds = _step_seeds(split, step, batch_size, seed, stride=2)
+        seeds = walk(split, step, batch_size, seed, stride=2)
         out: dict[str, Any] = {}
         for dom, style, offset in (("a", sa, 0), ("b", sb, 1)):
             scenes = sample_scenes(seeds + offset, device=device)
             out[f"image_{dom}"] = render(scenes, style, size)
-            out.update({f"{k}_{dom}": v for k, v in scene_targets(scenes).items()})
+            out.update({f"{k}_{dom}": v for k, v in scene_attributes(scenes).items()})
         return out
+
+    return batches
+
+
+# ----------------------------------------------------------------------------------------------
+# real renders of a named seed range, and batches over a fixed pool
+
+
+def real_renders(n: int, *, split: str = "train", style: str | int | None = None, size: int = 32,
+                 offset: int = 0, device: torch.device | str | None = None, chunk: int = 2048):
+    """``n`` real ShapeScenes renders of one seed range: (images (n, 3, size, size) in [0, 1],
+    scenes, style ids).
+
+    Args:
+        split: a seed range of :mod:`spokenstyle.data.splits`: ``"train"`` (what models learn
+            from), ``"real_a"`` / ``"real_b"`` (held-out sets for the metrics and their
+            real-vs-real baseline), ``"features_test"`` (the feature extractor's accuracy), ...
+        style: one style (name or id) for every scene, or ``None`` for all styles (seed % 6).
+        offset: skip this many scenes of the range (e.g. to take a second, disjoint batch).
+    """
+    seeds = seed_range(split).seeds(n, offset, device=device)
+    styles = seeds % len(STYLES) if style is None else None
+    images, scene_parts = [], []
+    for lo in range(0, n, chunk):
+        s = sample_scenes(seeds[lo: lo + chunk])
+        ids = styles[lo: lo + chunk] if styles is not None else style
+        images.append(render(s, ids, size))
+        scene_parts.append(s)
+    scenes = SceneBatch.cat(scene_parts)
+    if styles is None:
+        styles = style_ids(style, n, seeds.device)
+    return torch.cat(images), scenes, styles
+
+
+def pool_batches(images: torch.Tensor, batch_size: int, *, seed: int = 0,
+                 extra: Sequence[torch.Tensor] = ()) -> Callable[[int], Any]:
+    """``batches(step)`` over a fixed pool of images: epoch e visits the pool in a permutation
+    seeded by (seed, e), so a batch is a pure function of the step (exact resumption).
+
+    Rendering a pool once and sampling from it is what keeps CPU training cheap; on a GPU the
+    renderer is fast enough to draw fresh scenes every step. With ``extra`` tensors (labels),
+    a batch is the tuple ``(images, *extra)`` indexed alike.
+    """
+    n = images.shape[0]
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size <= n:
+        raise ValueError(f"batch_size must be an int in [1, {n}] (the pool size), got {batch_size!r}")
+    per_epoch = n // batch_size
+    cache: dict[int, torch.Tensor] = {}
+
+    def batches(step: int):
+        epoch, k = divmod(step, per_epoch)
+        if epoch not in cache:
+            cache.clear()
+            cache[epoch] = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+        idx = cache[epoch][k * batch_size: (k + 1) * batch_size]
+        if not extra:
+            return images[idx]
+        return (images[idx], *(t[idx] for t in extra))
 
     return batches

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import Dataset
+from torchvision.datasets.utils import download_and_extract_archive
 
 from .photos import to_rgb
 
@@ -70,8 +71,6 @@ def download_cyclegan(name: str, root: str | Path) -> Path:
     """Downloads and unpacks CycleGAN dataset ``name`` into ``root/name`` (needs internet)."""
     if name not in CYCLEGAN_DATASETS:
         raise ValueError(f"unknown CycleGAN dataset {name!r}; expected one of {CYCLEGAN_DATASETS}")
-    from torchvision.datasets.utils import download_and_extract_archive
-
     root = Path(root)
     download_and_extract_archive(CYCLEGAN_URL.format(name=name), download_root=str(root), remove_finished=True)
     return root / name

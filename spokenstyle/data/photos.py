@@ -36,6 +36,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from .scenes import hash_uniform
+from .splits import PHOTO_SPLITS
 from .styles import _textures
 
 __all__ = [
@@ -90,7 +91,6 @@ PHOTO_CREDITS: dict[str, PhotoCredit] = {
 }
 PHOTO_NAMES: tuple[str, ...] = tuple(PHOTO_CREDITS)
 SHORT_SIDE = 256
-SPLITS: dict[str, tuple[int, int]] = {"train": (0, 1_000_000_000), "test": (1_000_000_000, 1_000_100_000)}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -313,8 +313,8 @@ def _filters_for(seeds: torch.Tensor, filter: str) -> list[str]:
 
 
 def _check_common(split: str, size: int, length: int) -> None:
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; expected one of {tuple(SPLITS)}")
+    if split not in PHOTO_SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {tuple(PHOTO_SPLITS)}")
     if isinstance(size, bool) or not isinstance(size, int) or not 16 <= size <= 128:
         raise ValueError(f"patch size must be an int from 16 to 128 px, got {size!r}")
     if isinstance(length, bool) or not isinstance(length, int) or length < 1:
@@ -346,7 +346,7 @@ class PhotoPatches(Dataset):
         idx = torch.as_tensor(list(indices), dtype=torch.int64)
         if idx.numel() and (int(idx.min()) < -self.length or int(idx.max()) >= self.length):
             raise IndexError(f"index out of range for a dataset of length {self.length}")
-        return SPLITS[self.split][0] + idx % self.length
+        return PHOTO_SPLITS[self.split][0] + idx % self.length
 
     def batch(self, indices: Sequence[int]) -> dict[str, Any]:
         seeds = self.seeds(indices)
@@ -395,7 +395,7 @@ def photo_batches(batch_size: int, split: str = "train", size: int = 64, filter:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     _check_common(split, size, 1)
     _filters_for(torch.zeros(1, dtype=torch.int64), filter)
-    lo, hi = SPLITS[split]
+    lo, hi = PHOTO_SPLITS[split]
 
     def batches(step: int) -> dict[str, torch.Tensor]:
         first = (seed * 7_919_003 + step * batch_size) % ((hi - lo) // 2)

@@ -57,6 +57,11 @@ __all__ = [
     "relation_between",
     "hash_uniform",
     "as_seeds",
+    "N_SLOT_CLASSES",
+    "slot_class",
+    "split_slots",
+    "slots_of_specs",
+    "slots_to_text",
 ]
 
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "diamond", "star", "cross")
@@ -206,6 +211,63 @@ class SceneSpec:
 
 
 # ----------------------------------------------------------------------------------------------
+# colour slots: the one encoding of a scene's objects
+#
+# Colours are distinct within a scene, so a colour names one object, and six numbers describe a
+# scene's objects completely and in no particular order: per colour, 0 when no object has it,
+# else 1 + shape * len(SIZES) + size (13 classes). The judges predict them, the captioner and the
+# attribute reader speak in them, the pipeline follows content through them; every encoder and
+# decoder of the code is here.
+
+N_SLOT_CLASSES = 1 + len(SHAPES) * len(SIZES)  # absent, or shape x size: 13
+
+
+def slot_class(shape: torch.Tensor | int, size: torch.Tensor | int) -> torch.Tensor | int:
+    """The slot class of an object of shape id ``shape`` and size id ``size``: ``1 + shape * 2 + size``."""
+    return 1 + shape * len(SIZES) + size
+
+
+def split_slots(slots: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Colour slots (..., 6) → presence (bool), shape id and size id, each (..., 6), with -1 for
+    the shape and size of absent colours (and of -1, unreadable, rows)."""
+    present = slots > 0
+    cls = (slots - 1).clamp(min=0)
+    neg = torch.full_like(slots, -1)
+    return present, torch.where(present, cls // len(SIZES), neg), torch.where(present, cls % len(SIZES), neg)
+
+
+def slots_of_specs(specs: Sequence["SceneSpec | None"]) -> torch.Tensor:
+    """(B, 6) int64 colour slots of scene descriptions (e.g. parsed sentences); a ``None`` row
+    (a sentence the parser could not read) is all -1."""
+    slots = torch.full((len(specs), len(COLOURS)), -1, dtype=torch.int64)
+    for b, spec in enumerate(specs):
+        if spec is None:
+            continue
+        if not isinstance(spec, SceneSpec):
+            raise TypeError(f"specs[{b}] must be a SceneSpec or None, got {type(spec).__name__}")
+        slots[b] = 0
+        for o in spec.objects:
+            slots[b, COLOURS.index(o.colour)] = slot_class(SHAPES.index(o.shape), SIZES.index(o.size))
+    return slots
+
+
+def slots_to_text(slots: torch.Tensor) -> str:
+    """One row of colour slots as words: "large red circle, small blue square" ("-" if empty,
+    "(unreadable)" for a row of -1)."""
+    if not isinstance(slots, torch.Tensor) or slots.dim() != 1 or slots.numel() != len(COLOURS):
+        raise ValueError(f"slots must be one row of {len(COLOURS)}, got "
+                         f"{tuple(slots.shape) if isinstance(slots, torch.Tensor) else type(slots).__name__}")
+    if bool((slots < 0).any()):
+        return "(unreadable)"
+    words = []
+    for c, v in enumerate(slots.tolist()):
+        if v > 0:
+            shape, size = divmod(v - 1, len(SIZES))
+            words.append(f"{SIZES[size]} {COLOURS[c]} {SHAPES[shape]}")
+    return ", ".join(words) or "-"
+
+
+# ----------------------------------------------------------------------------------------------
 # batched tensors
 
 
@@ -276,11 +338,11 @@ class SceneBatch:
                           tuple(RELATIONS[rel[i][k]] for k in range(n[i] - 1))) for i in range(len(n))]
 
     def colour_slots(self) -> torch.Tensor:
-        """(B, len(COLOURS)) int64 targets, one per colour: 0 when no object has that colour,
-        else ``1 + shape * len(SIZES) + size``. Colours are distinct within a scene, so this is
-        an order-free, complete summary of the objects (what the attribute judge predicts)."""
+        """(B, len(COLOURS)) int64 colour slots (see :func:`slot_class`): 0 when no object has
+        that colour, else its object's class. Colours are distinct within a scene, so this is an
+        order-free, complete summary of the objects (what the scene judge predicts)."""
         slots = torch.zeros(len(self), len(COLOURS) + 1, dtype=torch.int64, device=self.device)
-        cls = 1 + self.shape.clamp(min=0) * len(SIZES) + self.size.clamp(min=0)  # (B, N)
+        cls = slot_class(self.shape.clamp(min=0), self.size.clamp(min=0))  # (B, N)
         col = torch.where(self.mask, self.colour, len(COLOURS))  # empty slots go to a spare column
         slots.scatter_(1, col, torch.where(self.mask, cls, 0))
         return slots[:, : len(COLOURS)]

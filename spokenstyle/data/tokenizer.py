@@ -10,13 +10,14 @@ the grammars produce.
 Special tokens: ``<pad>`` (id 0), ``<bos>``, ``<eos>``, ``<unk>``, and the register tokens
 ``<formal>`` and ``<spoken>`` that a conditional captioner can be prompted with.
 
-The shipped file is ``data/tokenizer.json``; :func:`build_tokenizer` makes it again from the
+The shipped file is ``tokenizer.json`` in the package's data folder (:func:`spokenstyle.runtime.data_dir`); :func:`build_tokenizer` makes it again from the
 grammars (deterministically: a fixed corpus, ties in the vocabulary broken alphabetically), and
 a test checks that the committed file equals a fresh build.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from functools import lru_cache
 from pathlib import Path
@@ -25,12 +26,16 @@ from typing import Sequence
 import torch
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 
+from ..runtime import data_dir
 from .captions import REGISTERS, caption, lexicon_words
 from .scenes import sample_scenes
 
 __all__ = [
     "SPECIAL_TOKENS",
     "PAD_ID",
+    "BOS_ID",
+    "EOS_ID",
+    "UNK_ID",
     "build_tokenizer",
     "load_tokenizer",
     "tokenizer_path",
@@ -38,10 +43,14 @@ __all__ = [
     "decode",
     "encode_batch",
     "decode_batch",
+    "MAX_CAPTION_TOKENS",
+    "encode_captions",
+    "tokenizer_digest",
 ]
 
 SPECIAL_TOKENS: tuple[str, ...] = ("<pad>", "<bos>", "<eos>", "<unk>", "<formal>", "<spoken>")
 PAD_ID, BOS_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
+MAX_CAPTION_TOKENS = 56  # words + <eos> of a caption for chapter 6's models; the longest spoken one has ~51 words
 _CORPUS_SCENES = 1000  # scenes per register in the build corpus (the lexicon is added in full)
 _FILE = "tokenizer.json"
 
@@ -86,8 +95,6 @@ def build_tokenizer() -> Tokenizer:
 
 def tokenizer_path() -> Path:
     """Where the shipped tokenizer lives: ``data_dir() / "tokenizer.json"``."""
-    from ..runtime import data_dir
-
     return data_dir() / _FILE
 
 
@@ -105,7 +112,7 @@ def load_tokenizer(path: str | None = None) -> Tokenizer:
     p = Path(path) if path is not None else tokenizer_path()
     if not p.is_file():
         raise FileNotFoundError(f"no tokenizer at {p}; build it with "
-                                "`python -m spokenstyle.data.tokenizer` (writes data/tokenizer.json)")
+                                "`python -m spokenstyle.data.tokenizer` (writes spokenstyle/shipped/tokenizer.json)")
     return Tokenizer.from_file(str(p))
 
 
@@ -155,6 +162,20 @@ def encode_batch(texts: Sequence[str], register: str | None = None, *, max_len: 
 def decode_batch(ids: torch.Tensor, *, tokenizer: Tokenizer | None = None) -> list[str]:
     """:func:`decode` for every row of a (B, T) tensor."""
     return [decode(row, tokenizer=tokenizer) for row in ids]
+
+
+def encode_captions(texts: Sequence[str]) -> torch.Tensor:
+    """(N, L) ids ``w1 … wn <eos>`` right-padded (no ``<bos>``), truncated to
+    :data:`MAX_CAPTION_TOKENS`: what the captioner predicts and the text classifiers read."""
+    ids, _ = encode_batch(list(texts), max_len=MAX_CAPTION_TOKENS + 1)
+    return ids[:, 1:].contiguous()
+
+
+def tokenizer_digest() -> str:
+    """A short fingerprint of the shipped tokenizer's vocabulary, stored in every checkpoint of a
+    model that reads or writes token ids: ids mean nothing under another vocabulary."""
+    vocab = load_tokenizer().get_vocab()
+    return hashlib.sha256(json.dumps(sorted(vocab.items())).encode()).hexdigest()[:16]
 
 
 if __name__ == "__main__":

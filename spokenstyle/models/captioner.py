@@ -51,10 +51,10 @@ Sentences with no picture at all (the spoken language model of chapter 6) use on
 from __future__ import annotations
 
 import inspect
-import math
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -62,9 +62,14 @@ from torch import nn
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from .. import checkpoints
-from .critic import N_PAIR_CLASSES, N_SLOT_CLASSES, PAIRS, scene_targets
+from ..checkpoints import Pretrained
+from ..data.content import N_PAIR_CLASSES, PAIRS
+from ..data.images import as_images
+from ..data.scenes import COLOURS, N_SLOT_CLASSES
+from ..data.tokenizer import (BOS_ID, EOS_ID, MAX_CAPTION_TOKENS, PAD_ID, decode_batch, load_tokenizer,
+                              tokenizer_digest)
 
-N_COLOURS = 6  # spokenstyle.data.scenes.COLOURS: one memory slot per colour
+N_COLOURS = len(COLOURS)  # one memory slot per colour
 
 __all__ = [
     "REGISTERS",
@@ -72,12 +77,14 @@ __all__ = [
     "SceneReader",
     "ContentMemory",
     "content_probs",
-    "content_of_specs",
     "Captioner",
     "GenerateOutput",
     "gumbel_softmax",
-    "as_image_batch",
     "captioner",
+    "captioner_config",
+    "caption_images",
+    "check_tokenizer",
+    "rule_based_rewrite",
 ]
 
 REGISTERS: tuple[str, ...] = ("formal", "spoken")
@@ -126,56 +133,6 @@ def gumbel_softmax(logits: torch.Tensor, tau: float = 1.0, *, hard: bool = True,
     return one_hot - soft.detach() + soft  # value: one_hot; gradient: d soft
 
 
-def as_image_batch(images: Any, size: int) -> torch.Tensor:
-    """Images → float32 (B, 3, size, size) in [0, 1].
-
-    Accepts a (B, 3, H, W) or (3, H, W) float tensor in [0, 1] (or uint8 in [0, 255]), a PIL
-    image in any mode (L, RGBA, P, I;16, CMYK…), or a list of PIL images; other sizes are
-    resized (bilinear, antialiased). Raises ``TypeError``/``ValueError`` on anything else.
-    """
-    if isinstance(images, (list, tuple)):
-        if not images:
-            raise ValueError("images is an empty list")
-        return torch.cat([as_image_batch(im, size) for im in images])
-    if not isinstance(images, torch.Tensor):
-        try:
-            from PIL import Image
-        except ImportError:  # pragma: no cover - pillow is a dependency
-            Image = None
-        if Image is None or not isinstance(images, Image.Image):
-            raise TypeError(f"images must be a tensor (B, 3, H, W) in [0, 1] or PIL images, got {type(images).__name__}")
-        import numpy as np
-
-        im = images
-        if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-            arr = np.asarray(im, dtype=np.float32)
-            arr = arr / max(float(arr.max()), 1.0)
-            images = torch.from_numpy(arr)[None].expand(3, -1, -1)
-        else:
-            if im.mode in ("RGBA", "LA", "P"):  # flatten transparency onto white
-                im = im.convert("RGBA")
-                background = Image.new("RGBA", im.size, (255, 255, 255, 255))
-                im = Image.alpha_composite(background, im)
-            images = torch.from_numpy(np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0).permute(2, 0, 1)
-    if images.dtype == torch.uint8:
-        images = images.float() / 255.0
-    if not images.is_floating_point():
-        raise TypeError(f"images must be float in [0, 1] or uint8, got dtype {images.dtype}")
-    if images.dim() == 3:
-        images = images[None]
-    if images.dim() != 4 or images.shape[1] not in (1, 3):
-        raise ValueError(f"images must have shape (B, 3, H, W), got {tuple(images.shape)}")
-    if images.shape[1] == 1:
-        images = images.expand(-1, 3, -1, -1)
-    if images.numel() and (float(images.min()) < -1e-3 or float(images.max()) > 1 + 1e-3):
-        raise ValueError(f"images must be in [0, 1], got values in [{float(images.min()):.3g}, {float(images.max()):.3g}]"
-                         " (a generator's tanh output needs (x + 1) / 2 first)")
-    images = images.float()
-    if images.shape[-2:] != (size, size):
-        images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-    return images.clamp(0, 1)
-
-
 # -- blocks ------------------------------------------------------------------------------------
 
 def _block(c_in: int, c_out: int, stride: int) -> nn.Sequential:
@@ -189,7 +146,7 @@ class SceneReader(nn.Module):
     Returns ``(slot_logits (B, 6, 13), pair_logits (B, 15, 6))``: for each ShapeScenes colour the
     object of that colour (absent, or shape × size), and for each unordered pair of colours
     (i < j) their relation (0 unstated, 1 i left of j, 2 i right of j, 3 i above j, 4 i below j,
-    5 next to; :func:`spokenstyle.models.critic.scene_targets`; 0 also when no relation applies).
+    5 next to; :func:`spokenstyle.data.content_targets`; 0 also when no relation applies).
     It is trained on what the renderer knows of a picture (chapter 6's ``perception_loss``); the
     data-scarce setting of chapter 6 is short of spoken *language*, not of vision labels.
 
@@ -273,17 +230,6 @@ def content_probs(slot_logits: torch.Tensor, pair_logits: torch.Tensor, *,
     return slots, pairs
 
 
-def content_of_specs(specs: Sequence[Any], device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Content probabilities (one-hot) of parsed sentences (:class:`~spokenstyle.data.scenes.SceneSpec`):
-    what a sentence states, in the format :func:`content_probs` gives for a picture. Raises
-    ``ValueError`` for a ``None`` (unparsed) entry."""
-    if any(spec is None for spec in specs):
-        raise ValueError("every sentence must have been parsed (got None): content needs a reading")
-    slots, pairs = scene_targets(list(specs))
-    return (F.one_hot(slots, N_SLOT_CLASSES).float().to(device or "cpu"),
-            F.one_hot(pairs, N_PAIR_CLASSES).float().to(device or "cpu"))
-
-
 # a pair's relation seen from its other end: "i left of j" is "j right of i" (0 unstated, 1 left of,
 # 2 right of, 3 above, 4 below, 5 next to)
 _INVERSE_CLASS = (0, 2, 1, 4, 3, 5)
@@ -346,7 +292,7 @@ class ContentMemory(nn.Module):
 class CaptionerConfig:
     """The shape of a captioner. ``asdict(config)`` is stored in every checkpoint.
 
-    The token ids come from the project's tokenizer (``data/tokenizer.json``); the defaults
+    The token ids come from the project's tokenizer (``spokenstyle/shipped/tokenizer.json``); the defaults
     only make a tiny test model buildable without it.
     """
 
@@ -418,7 +364,7 @@ class GenerateOutput:
 
 # -- the model ---------------------------------------------------------------------------------
 
-class Captioner(nn.Module):
+class Captioner(Pretrained, nn.Module):
     """S: image (B, 3, R, R) in [0, 1] + register → caption tokens.
 
     Sentences are ``<bos> <register> w1 … wn <eos>``; :meth:`forward` is teacher forcing on the
@@ -426,6 +372,9 @@ class Captioner(nn.Module):
     decodes. Every method takes pictures, or a ``memory`` made by :meth:`encode` (pictures) or
     :meth:`encode_content` (content read from text); ``images=None`` means "no picture".
     """
+
+    config_class = CaptionerConfig
+    default_weights = "captioner_spoken"
 
     def __init__(self, config: CaptionerConfig) -> None:
         super().__init__()
@@ -462,7 +411,7 @@ class Captioner(nn.Module):
 
     def read(self, images: Any) -> tuple[torch.Tensor, torch.Tensor]:
         """Perception alone: ``(slot_logits (B, 6, 13), pair_logits (B, 15, 6))`` of pictures."""
-        images = as_image_batch(images, self.config.image_size).to(self.device)
+        images = as_images(images, self.config.image_size, name="images", crop=False, device=self.device)
         return self.reader(images)
 
     def encode(self, images: Any = None, batch_size: int | None = None, *,
@@ -479,7 +428,7 @@ class Captioner(nn.Module):
         return self.encode_content(*content_probs(*self.read(images), stated=stated))
 
     def encode_content(self, slots: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
-        """The memory of given content probabilities (:func:`content_probs`, :func:`content_of_specs`)."""
+        """The memory of given content probabilities (:func:`content_probs`, :func:`spokenstyle.data.content_of_specs`)."""
         return self.content(slots.to(self.device), pairs.to(self.device))
 
     def _memory(self, images: Any, memory: torch.Tensor | None, batch_size: int | None) -> torch.Tensor:
@@ -712,18 +661,54 @@ class Captioner(nn.Module):
                                    top_k=top_k, max_len=max_len, generator=generator).tokens
         raise ValueError(f"method must be 'greedy', 'beam' or 'sample', got {method!r}")
 
-    # -- save / load ----------------------------------------------------------------------------
+    # -- checkpoints ----------------------------------------------------------------------------
     def save_pretrained(self, directory: str | Path, *, metrics: dict[str, Any] | None = None,
                         command: str | None = None, extra: dict[str, Any] | None = None) -> Path:
-        """Writes ``model.safetensors`` + ``manifest.json`` (with ``asdict(config)``)."""
-        return checkpoints.save_pretrained(self, directory, config=asdict(self.config), metrics=metrics,
-                                           command=command, extra=extra)
+        """Writes the weights and the manifest, with the tokenizer's fingerprint: token ids mean
+        nothing under another vocabulary, so :meth:`from_pretrained` checks it."""
+        return super().save_pretrained(directory, metrics=metrics, command=command,
+                                       extra={"tokenizer": tokenizer_digest(), **dict(extra or {})})
 
-    @classmethod
-    def from_pretrained(cls, directory: str | Path, *, device: str | torch.device | None = None) -> "Captioner":
-        """Rebuilds the model from the checkpoint's config and loads its weights, checking every
-        key name and shape; in eval mode."""
-        return checkpoints.build_pretrained(cls, CaptionerConfig, directory, device=device, what="captioner")
+    @staticmethod
+    def _check_manifest(manifest: dict[str, Any], where: Any) -> None:
+        check_tokenizer(manifest, where)
+
+
+def check_tokenizer(manifest: dict[str, Any], where: Any) -> None:
+    """Refuses a checkpoint whose manifest records another tokenizer than the shipped one."""
+    saved = (manifest.get("extra") or {}).get("tokenizer")
+    if saved is not None and saved != tokenizer_digest():
+        raise checkpoints.CheckpointError(
+            f"{where} was trained with another tokenizer (vocabulary {saved}, this one is {tokenizer_digest()}); "
+            "retrain it with `spokenstyle train captioner`")
+
+
+def captioner_config(**overrides: Any) -> CaptionerConfig:
+    """S's architecture with the project tokenizer's ids and vocabulary (``overrides`` change fields)."""
+    tok = load_tokenizer()
+    base = dict(vocab_size=tok.get_vocab_size(), pad_id=PAD_ID, bos_id=BOS_ID, eos_id=EOS_ID,
+                register_ids=(tok.token_to_id("<formal>"), tok.token_to_id("<spoken>")), max_len=MAX_CAPTION_TOKENS)
+    return CaptionerConfig(**{**base, **overrides})
+
+
+@torch.no_grad()
+def caption_images(S: Captioner, images: torch.Tensor, register: str = "spoken", *, method: str = "greedy",
+                   batch_size: int = 256, seed: int = 0, **kwargs: Any) -> tuple[list[str], torch.Tensor]:
+    """(strings, token ids) of S's captions of ``images``, in batches; sampling is seeded
+    (:meth:`Captioner.generate`'s ``method`` and its keyword arguments)."""
+    if not isinstance(S, Captioner):
+        raise TypeError(f"S must be a Captioner, got {type(S).__name__}")
+    S.eval()
+    texts, rows = [], []
+    g = torch.Generator().manual_seed(seed)
+    for start in range(0, images.shape[0], batch_size):
+        x = images[start: start + batch_size].to(S.device)
+        extra = dict(kwargs, generator=g) if method == "sample" else kwargs
+        ids = S.generate(x, register, method=method, **extra).cpu()
+        rows.append(ids)
+        texts += decode_batch(ids)
+    L = max(r.shape[1] for r in rows)
+    return texts, torch.cat([F.pad(r, (0, L - r.shape[1])) for r in rows])
 
 
 def captioner(*, config: CaptionerConfig | None = None, weights: str | Path | None = None,
@@ -745,3 +730,29 @@ def captioner(*, config: CaptionerConfig | None = None, weights: str | Path | No
     if config is not None or overrides:
         raise ValueError("give either weights (the checkpoint fixes the architecture) or config/overrides, not both")
     return Captioner.from_pretrained(weights)
+
+
+# -- the lower bound: no model at all ----------------------------------------------------------
+
+_RULES: tuple[tuple[str, str], ...] = (
+    (r"^There is ", "there's "), (r"^The image shows ", "check out "), (r"^The picture contains ", "look, there's "),
+    (r"\blarge\b", "big"), (r"\bsmall\b", "tiny"), (r"\bcircle\b", "ball"), (r"\bsquare\b", "box"),
+    (r"\bdiamond\b", "gem"), (r"\bcross\b", "plus sign"), (r" is shown\.$", ", look!"),
+    (r"\bto the left of\b", "left of"), (r"\bto the right of\b", "right of"),
+)
+
+
+def rule_based_rewrite(formal: str) -> str:
+    """The naive lower bound: a formal caption with a dozen word substitutions, "whoa, " in
+    front and "!" at the end (e.g. "A large red circle is left of a small blue square." →
+    "whoa, a big red ball is left of a tiny blue box!"). One template, no variety."""
+    if not isinstance(formal, str):
+        raise TypeError(f"expected a formal caption string, got {type(formal).__name__}")
+    text = formal.strip()
+    for pattern, repl in _RULES:
+        text = re.sub(pattern, repl, text)
+    text = text[:1].lower() + text[1:]
+    text = re.sub(r"\.\s+(\w)", lambda m: "! and " + m.group(1).lower(), text)
+    text = re.sub(r"\.$", "!", text)
+    return "whoa, " + text
+

@@ -24,6 +24,9 @@ embedding of a one-hot row is ``one_hot @ W_emb``, so a straight-through Gumbel-
 from the captioner is differentiable through the classifier (that is how T's and R's gradients
 reach S).
 
+The content format the reader answers in lives in :mod:`spokenstyle.data.content`; the losses
+that train the three are in :mod:`spokenstyle.recipes.captioning`.
+
 References:
     Vaswani et al. 2017, "Attention Is All You Need" (the encoder);
     Yu et al. 2017, "SeqGAN" (a CNN text discriminator in the same role as T);
@@ -34,160 +37,50 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import checkpoints
-from ..data.scenes import COLOURS, SHAPES, SIZES, SceneBatch, SceneSpec
+from ..checkpoints import Pretrained
+from ..data.content import N_PAIR_CLASSES, PAIRS
+from ..data.scenes import COLOURS, N_SLOT_CLASSES
+from ..data.tokenizer import MAX_CAPTION_TOKENS, PAD_ID, load_tokenizer, tokenizer_digest
+from .captioner import check_tokenizer
 
 __all__ = [
     "KINDS",
-    "N_SLOT_CLASSES",
-    "N_PAIR_CLASSES",
-    "PAIRS",
     "READER_OUTPUTS",
     "TextClassifierConfig",
     "TextClassifier",
-    "scene_targets",
-    "reader_loss",
-    "geometric_pairs",
-    "grounding_loss",
+    "classifier_config",
+    "split_reader_logits",
     "reader_predict",
     "text_classifier",
 ]
 
 KINDS: tuple[str, ...] = ("critic", "register", "reader")
 
-# -- the reader's targets: a complete, order-free summary of a scene -----------------------------
-# Colours are distinct within a scene, so a colour names one object. Per colour slot: 0 = no
-# object of that colour, else 1 + shape * len(SIZES) + size (the same code as
-# SceneBatch.colour_slots). Per unordered colour pair (i < j): 0 = no stated relation,
-# 1 = i left of j, 2 = j left of i, 3 = i above j, 4 = j above i, 5 = next to.
-N_SLOT_CLASSES = 1 + len(SHAPES) * len(SIZES)  # 13
-PAIRS: tuple[tuple[int, int], ...] = tuple((i, j) for i in range(len(COLOURS)) for j in range(i + 1, len(COLOURS)))
-N_PAIR_CLASSES = 6
+# the reader's logits: per colour slot the 13 classes of spokenstyle.data.scenes.N_SLOT_CLASSES, then
+# per unordered pair of colours the 6 of spokenstyle.data.content.N_PAIR_CLASSES
 READER_OUTPUTS = len(COLOURS) * N_SLOT_CLASSES + len(PAIRS) * N_PAIR_CLASSES  # 6·13 + 15·6 = 168
 
 
-def scene_targets(scenes: SceneBatch | Sequence[SceneSpec | None]) -> tuple[torch.Tensor, torch.Tensor]:
-    """(slots (B, 6), pairs (B, 15)) int64 reader targets of scenes (``None`` rows → -1: ignored)."""
-    specs = scenes.specs() if isinstance(scenes, SceneBatch) else list(scenes)
-    slots = torch.full((len(specs), len(COLOURS)), -1, dtype=torch.int64)
-    pairs = torch.full((len(specs), len(PAIRS)), -1, dtype=torch.int64)
-    pair_index = {p: k for k, p in enumerate(PAIRS)}
-    for b, spec in enumerate(specs):
-        if spec is None:
-            continue
-        if not isinstance(spec, SceneSpec):
-            raise TypeError(f"scenes[{b}] must be a SceneSpec or None, got {type(spec).__name__}")
-        slots[b] = 0
-        pairs[b] = 0
-        for o in spec.objects:
-            slots[b, COLOURS.index(o.colour)] = 1 + SHAPES.index(o.shape) * len(SIZES) + SIZES.index(o.size)
-        for a, rel, o in spec.facts():  # canonical: "left of", "above" or "next to"
-            i, j = COLOURS.index(a.colour), COLOURS.index(o.colour)
-            lo, hi = min(i, j), max(i, j)
-            if rel == "next to":
-                cls = 5
-            else:
-                base = 1 if rel == "left of" else 3
-                cls = base if i < j else base + 1
-            pairs[b, pair_index[(lo, hi)]] = cls
-    return slots, pairs
-
-
-def geometric_pairs(scenes: SceneBatch) -> torch.Tensor:
-    """(B, 15) int64: for every pair of colours present in the picture, the pair class (as in
-    :func:`scene_targets`) of the relation the *geometry* shows, whether or not the scene's
-    chain states it; -1 where the pair is absent or no relation applies (diagonal layouts).
-
-    A three-object scene states two relations, but half the time the third pair is related
-    too ("A left of B, B left of C": A is left of C as well), so a caption may truthfully
-    state a pair the scene's chain does not. Truth, not the chain, is what grounding checks.
-    """
-    from ..data.scenes import relation_between
-
-    if not isinstance(scenes, SceneBatch):
-        raise TypeError(f"scenes must be a SceneBatch, got {type(scenes).__name__}")
-    cpu = scenes.to("cpu")
-    B, N = cpu.mask.shape
-    pos = torch.zeros(B, len(COLOURS), 2)
-    rad = torch.zeros(B, len(COLOURS))
-    present = torch.zeros(B, len(COLOURS), dtype=torch.bool)
-    for k in range(N):
-        rows = cpu.mask[:, k].nonzero()[:, 0]
-        col = cpu.colour[rows, k]
-        pos[rows, col] = cpu.pos[rows, k]
-        rad[rows, col] = cpu.radius[rows, k]
-        present[rows, col] = True
-    i = torch.tensor([p[0] for p in PAIRS])
-    j = torch.tensor([p[1] for p in PAIRS])
-    rel = relation_between(pos[:, i], pos[:, j], rad[:, i], rad[:, j])  # (B, 15) ids into RELATIONS
-    # RELATIONS ids: 0 i left of j, 1 i right of j, 2 i above j, 3 i below j, 4 next to
-    to_class = torch.tensor([1, 2, 3, 4, 5])
-    out = torch.where(rel >= 0, to_class[rel.clamp(min=0)], torch.full_like(rel, -1))
-    return out.masked_fill(~(present[:, i] & present[:, j]), -1)
-
-
-def grounding_loss(logits: torch.Tensor, slots: torch.Tensor, true_pairs: torch.Tensor, *,
-                   reduction: str = "mean") -> torch.Tensor:
-    """How far the reader's reading of a (generated) sentence is from being *true* of a picture.
-
-    Slots: cross-entropy against the picture's objects (every object must be named exactly).
-    Pairs: ``−log(p(unstated) + p(true relation))``: a caption may leave a pair unstated, but
-    must not state a false relation. ``true_pairs`` is (B, 15), from :func:`geometric_pairs`
-    (-1: no relation is true, only "unstated" is allowed). Rows with ``slots[:, 0] < 0`` are
-    ignored. Returns the mean over sentences of the mean over the 21 heads (``reduction="none"``:
-    one value per sentence).
-    """
+def split_reader_logits(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The reader's (B, 168) logits as (slot logits (B, 6, 13), pair logits (B, 15, 6))."""
     if logits.dim() != 2 or logits.shape[1] != READER_OUTPUTS:
         raise ValueError(f"reader logits must have shape (B, {READER_OUTPUTS}), got {tuple(logits.shape)}")
-    s_logits, p_logits = _split_reader(logits.float())
-    slots, true_pairs = slots.to(logits.device), true_pairs.to(logits.device)
-    ls = F.cross_entropy(s_logits.transpose(1, 2), slots.clamp(min=0), reduction="none")  # (B, 6)
-    logp = p_logits.log_softmax(-1)  # (B, 15, 6)
-    allowed = F.one_hot(true_pairs.clamp(min=0), N_PAIR_CLASSES).bool() & (true_pairs >= 0)[..., None]
-    allowed[..., 0] = True  # "unstated" is always allowed
-    lp = -torch.logsumexp(logp.masked_fill(~allowed, float("-inf")), -1)  # (B, 15)
-    per = torch.cat([ls, lp], 1).mean(1)
-    if reduction == "none":
-        return per
-    valid = slots[:, 0] >= 0
-    return per[valid].mean() if bool(valid.any()) else per.sum() * 0.0
-
-
-def _split_reader(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     B = logits.shape[0]
     n = len(COLOURS) * N_SLOT_CLASSES
     return (logits[:, :n].reshape(B, len(COLOURS), N_SLOT_CLASSES),
             logits[:, n:].reshape(B, len(PAIRS), N_PAIR_CLASSES))
 
 
-def reader_loss(logits: torch.Tensor, slots: torch.Tensor, pairs: torch.Tensor, *,
-                reduction: str = "mean") -> torch.Tensor:
-    """Cross-entropy of the reader's logits (B, 168) against :func:`scene_targets`.
-
-    ``reduction="none"`` gives one loss per sentence (B,), the mean over its 21 heads.
-    """
-    if logits.dim() != 2 or logits.shape[1] != READER_OUTPUTS:
-        raise ValueError(f"reader logits must have shape (B, {READER_OUTPUTS}), got {tuple(logits.shape)}")
-    s_logits, p_logits = _split_reader(logits.float())
-    slots, pairs = slots.to(logits.device), pairs.to(logits.device)
-    ls = F.cross_entropy(s_logits.transpose(1, 2), slots, ignore_index=-1, reduction="none")  # (B, 6)
-    lp = F.cross_entropy(p_logits.transpose(1, 2), pairs, ignore_index=-1, reduction="none")  # (B, 15)
-    per = torch.cat([ls, lp], 1).mean(1)
-    if reduction == "none":
-        return per
-    valid = slots[:, 0] >= 0
-    return per[valid].mean() if bool(valid.any()) else per.sum() * 0.0
-
-
 def reader_predict(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The reader's argmax (slots (B, 6), pairs (B, 15)), comparable with :func:`scene_targets`."""
-    s_logits, p_logits = _split_reader(logits)
+    """The reader's argmax (slots (B, 6), pairs (B, 15)), comparable with
+    :func:`spokenstyle.data.content_targets`."""
+    s_logits, p_logits = split_reader_logits(logits)
     return s_logits.argmax(-1), p_logits.argmax(-1)
 
 
@@ -229,8 +122,12 @@ class TextClassifierConfig:
 
 # -- the model ---------------------------------------------------------------------------------
 
-class TextClassifier(nn.Module):
-    """Sentence (ids (B, L) or one-hot rows (B, L, V)) → logits (B, n_outputs)."""
+class TextClassifier(Pretrained, nn.Module):
+    """Sentence (ids (B, L) or one-hot rows (B, L, V)) → logits (B, n_outputs);
+    ``TextClassifier.from_pretrained("critic")`` is the shipped critic T."""
+
+    config_class = TextClassifierConfig
+    default_weights = "critic"
 
     def __init__(self, config: TextClassifierConfig) -> None:
         super().__init__()
@@ -318,17 +215,27 @@ class TextClassifier(nn.Module):
             raise ValueError("probability() is for one-logit classifiers (critic, register)")
         return torch.sigmoid(self.forward(tokens, mask).float())
 
-    # -- save / load ----------------------------------------------------------------------------
+    # -- checkpoints ----------------------------------------------------------------------------
     def save_pretrained(self, directory: str | Path, *, metrics: dict[str, Any] | None = None,
                         command: str | None = None, extra: dict[str, Any] | None = None) -> Path:
-        """Writes ``model.safetensors`` + ``manifest.json`` (with ``asdict(config)``)."""
-        return checkpoints.save_pretrained(self, directory, config=asdict(self.config), metrics=metrics,
-                                           command=command, extra=extra)
+        """Writes the weights and the manifest, with the tokenizer's fingerprint (checked on load)."""
+        return super().save_pretrained(directory, metrics=metrics, command=command,
+                                       extra={"tokenizer": tokenizer_digest(), **dict(extra or {})})
 
-    @classmethod
-    def from_pretrained(cls, directory: str | Path, *, device: str | torch.device | None = None) -> "TextClassifier":
-        """Rebuilds the classifier from the checkpoint's config, checks keys/shapes, loads; eval mode."""
-        return checkpoints.build_pretrained(cls, TextClassifierConfig, directory, device=device, what="text-classifier")
+    @staticmethod
+    def _check_manifest(manifest: dict[str, Any], where: Any) -> None:
+        check_tokenizer(manifest, where)
+
+
+def classifier_config(kind: str, **overrides: Any) -> TextClassifierConfig:
+    """A text classifier (``"critic"``, ``"register"`` or ``"reader"``) over the project tokenizer."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    base = dict(vocab_size=load_tokenizer().get_vocab_size(), pad_id=PAD_ID, max_len=MAX_CAPTION_TOKENS, kind=kind,
+                n_outputs=READER_OUTPUTS if kind == "reader" else 1,
+                # the critic and the reader look at word neighbourhoods first (n-grams; "red" + "circle")
+                conv_kernel=0 if kind == "register" else 5)
+    return TextClassifierConfig(**{**base, **overrides})
 
 
 def text_classifier(*, kind: str = "critic", config: TextClassifierConfig | None = None,

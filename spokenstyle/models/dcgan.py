@@ -35,7 +35,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .. import checkpoints
+from ..checkpoints import Pretrained
 
 __all__ = [
     "DCGANConfig",
@@ -48,10 +48,6 @@ __all__ = [
     "dcgan_generator",
     "dcgan_discriminator",
     "dcgan",
-    "ema_update_",
-    "gan_step",
-    "adam_optimizers",
-    "train_dcgan",
 ]
 
 
@@ -261,11 +257,19 @@ class Discriminator(nn.Module):
         return self.net(images).flatten()  # (B,)
 
 
-class DCGAN(nn.Module):
-    """The pair, so that one checkpoint holds both: ``model.G`` and ``model.D``."""
+class DCGAN(Pretrained, nn.Module):
+    """The pair, so that one checkpoint holds both: ``model.G`` and ``model.D``.
+
+    ``DCGAN.from_pretrained("dcgan")`` loads the shipped pair (chapter 4); ``save_pretrained(dir)``
+    writes one (:class:`spokenstyle.checkpoints.Pretrained`)."""
+
+    config_class = DCGANConfig
+    default_weights = "dcgan"
 
     def __init__(self, config: DCGANConfig) -> None:
         super().__init__()
+        if not isinstance(config, DCGANConfig):
+            raise TypeError(f"config must be a DCGANConfig, got {type(config).__name__}")
         self.config = config
         self.G = Generator(config)
         self.D = Discriminator(config)
@@ -280,19 +284,6 @@ def _config(config: DCGANConfig | None, overrides: dict[str, Any]) -> DCGANConfi
     return DCGANConfig(**{**base, **overrides})
 
 
-def _load_pair(weights: str | Path) -> tuple[DCGAN, checkpoints.Checkpoint]:
-    directory = checkpoints.resolve(weights)
-    manifest = checkpoints.read_manifest(directory)
-    try:
-        config = DCGANConfig(**manifest["config"])
-    except TypeError as err:
-        raise checkpoints.CheckpointError(f"{directory} is not a DCGAN checkpoint: its config does not fit "
-                                          f"DCGANConfig ({err})") from err
-    model = DCGAN(config)
-    ckpt = checkpoints.load_pretrained(model, directory)
-    return model, ckpt
-
-
 def dcgan(*, config: DCGANConfig | None = None, weights: str | Path | None = None, **overrides: Any) -> DCGAN:
     """A DCGAN pair (``.G``, ``.D``) (Radford et al. 2016, https://arxiv.org/abs/1511.06434).
 
@@ -300,15 +291,14 @@ def dcgan(*, config: DCGANConfig | None = None, weights: str | Path | None = Non
         config: the architecture; ``None`` = :class:`DCGANConfig` defaults (32 px). Keyword
             ``overrides`` replace single fields (``dcgan(resolution=64)``).
         weights: ``None`` for DCGAN's random init, the name of a shipped checkpoint (``"dcgan"``,
-            see :func:`spokenstyle.checkpoints.shipped`) or a checkpoint folder. With weights the
+            see :func:`spokenstyle.checkpoints.shipped`), a checkpoint folder or a file in one. With weights the
             architecture comes from the checkpoint and ``config``/``overrides`` must not be given.
     """
     if weights is None:
         return DCGAN(_config(config, overrides))
     if config is not None or overrides:
         raise ValueError("give either weights (the checkpoint fixes the architecture) or config/overrides, not both")
-    model, _ = _load_pair(weights)
-    return model
+    return DCGAN.from_pretrained(weights)
 
 
 def dcgan_generator(*, config: DCGANConfig | None = None, weights: str | Path | None = None,
@@ -326,176 +316,3 @@ def dcgan_discriminator(*, config: DCGANConfig | None = None, weights: str | Pat
     """The DCGAN discriminator: (B, 3, R, R) in [-1, 1] → (B,) logits. Same arguments as :func:`dcgan`."""
     model = dcgan(config=config, weights=weights, **overrides)
     return model.D.eval() if weights is not None else model.D
-
-
-# -- training: one step, the paper's optimiser, and the `spokenstyle train dcgan` recipe --------
-
-@torch.no_grad()
-def ema_update_(ema: nn.Module, model: nn.Module, decay: float) -> None:
-    """``ema ← decay · ema + (1 − decay) · model``, in place, for every parameter and every
-    floating-point buffer (BatchNorm's running statistics); integer buffers are copied.
-
-    An exponential moving average of G's weights (Yazıcı et al. 2019, "The Unusual Effectiveness
-    of Averaging in GAN Training", https://arxiv.org/abs/1806.04498; used by ProGAN, StyleGAN and
-    BigGAN) smooths out the oscillation of the adversarial game: G's weights circle around a good
-    point, their average sits nearer to it. ``decay = 0.999`` averages over about 1,000 steps.
-    """
-    if not 0.0 <= decay < 1.0:
-        raise ValueError(f"decay must be in [0, 1), got {decay!r}")
-    for e, m in zip(ema.parameters(), model.parameters()):
-        e.lerp_(m, 1.0 - decay)
-    for e, m in zip(ema.buffers(), model.buffers()):
-        e.lerp_(m, 1.0 - decay) if e.is_floating_point() else e.copy_(m)
-
-
-def gan_step(t, real: torch.Tensor, step: int, *, loss: str = "non_saturating",
-             ema_decay: float = 0.999) -> dict[str, torch.Tensor]:
-    """One DCGAN step for :class:`spokenstyle.train.Trainer` (modules ``"G"``, ``"D"``, and
-    optionally ``"G_ema"``).
-
-    ``real`` is a batch of renders in [0, 1]; it is mapped to tanh's [-1, 1] first, so that D
-    compares real and generated images on the same scale. update_D uses detached fakes; update_G
-    then scores the same fakes with the freshly updated D (Goodfellow et al. 2014, Alg. 1, k = 1).
-    When the trainer holds a ``"G_ema"`` module, it then moves towards G's new weights
-    (:func:`ema_update_`); it is what :func:`train_dcgan` samples from.
-    """
-    from .. import losses
-
-    G, D = t.modules["G"], t.modules["D"]
-    pair = losses.get_gan_loss(loss)
-    x = to_tanh_range(real)  # (B, 3, R, R) in [-1, 1]
-    z = torch.randn(x.shape[0], _unwrap(G).config.latent_dim, device=x.device)  # (B, latent_dim)
-    with t.autocast():
-        fake = G(z)  # (B, 3, R, R) in [-1, 1]
-        loss_d = pair.d(D(x), D(fake.detach()))  # update_D: no gradient reaches G
-    t.optimize("D", loss_d)
-    with t.autocast():
-        loss_g = pair.g(D(fake))  # update_G
-    t.optimize("G", loss_g)
-    if "G_ema" in t.modules:
-        ema_update_(t.modules["G_ema"], _unwrap(G), ema_decay)
-    return {"loss_D": loss_d, "loss_G": loss_g}
-
-
-def _unwrap(module: nn.Module) -> nn.Module:
-    return module.module if isinstance(module, nn.parallel.DistributedDataParallel) else module
-
-
-def adam_optimizers(model: DCGAN, *, lr: float = 2e-4, betas: tuple[float, float] = (0.5, 0.999)) -> dict:
-    """One Adam per network with the paper's settings: "learning rate of 0.0002 ... reducing
-    [β1] to 0.5 helped stabilize training" (Radford et al. 2016, §4)."""
-    return {"G": torch.optim.Adam(model.G.parameters(), lr=lr, betas=betas),
-            "D": torch.optim.Adam(model.D.parameters(), lr=lr, betas=betas)}
-
-
-def train_dcgan(model: DCGAN, batches, *, steps: int, lr: float = 2e-4, betas: tuple[float, float] = (0.5, 0.999),
-                loss: str = "non_saturating", ema_decay: float | None = None, lr_decay: bool = False,
-                device=None, callbacks=(),
-                checkpoint_dir: str | Path | None = None, log_every: int = 1, callback_every: int = 0,
-                desc: str = "dcgan"):
-    """Trains ``model`` (in place) with :func:`gan_step` and Adam; returns ``(history, G_ema)``.
-
-    Args:
-        lr, betas: Adam's, for both networks (the paper: 2e-4 and (0.5, 0.999)).
-        loss: a pair of :data:`spokenstyle.losses.GAN_LOSSES`, e.g. ``"non_saturating_smoothed"``
-            (one-sided label smoothing for D).
-        ema_decay: keep an exponential moving average of G's weights with this decay
-            (:func:`ema_update_`); ``G_ema`` is then that average (in eval mode), else ``None``.
-            It is saved with every training checkpoint, so a resumed run continues it.
-        lr_decay: decay both learning rates linearly to 0 over the run, so that the game settles
-            at the end instead of stopping mid-oscillation.
-    """
-    import copy
-    import functools
-
-    from ..train import Trainer, TrainConfig
-
-    modules: dict[str, nn.Module] = {"G": model.G, "D": model.D}
-    if ema_decay is not None:
-        modules["G_ema"] = copy.deepcopy(model.G).requires_grad_(False)
-    optimizers = adam_optimizers(model, lr=lr, betas=betas)
-    schedulers = ({name: torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1.0 - s / steps))
-                   for name, opt in optimizers.items()} if lr_decay else None)
-    step_fn = functools.partial(gan_step, loss=loss, **({"ema_decay": ema_decay} if ema_decay is not None else {}))
-    trainer = Trainer(modules, optimizers, step_fn,
-                      TrainConfig(steps=steps, log_every=log_every, callback_every=callback_every, desc=desc,
-                                  checkpoint_dir=str(checkpoint_dir) if checkpoint_dir else None,
-                                  checkpoint_every=500 if checkpoint_dir else 0),
-                      schedulers=schedulers, callbacks=callbacks, device=device, model_config=asdict(model.config))
-    history = trainer.fit(batches)
-    g_ema = trainer.modules.get("G_ema")
-    return history, (g_ema.eval() if g_ema is not None else None)
-
-
-def train(out_dir: str | Path, *, runtime) -> dict[str, Any]:
-    """``spokenstyle train dcgan``: a 32 px DCGAN on every ShapeScenes style, evaluated with the
-    metric feature extractor against the real-vs-real baseline, saved to ``out_dir``.
-
-    The budget row ``dcgan_all_styles`` sets the recipe. With ``ema`` the saved ``G`` is the
-    exponential moving average of the generator's weights (what the samples and metrics come
-    from) and ``D`` the discriminator it was trained against. Every ``curve_every`` steps the FD
-    of G and of its average, ``eval`` samples against held-out real renders, is measured and
-    stored in the manifest (``extra["fd_curve"]``: [step, FD of G, FD of the average]).
-    """
-    import shutil
-    import time
-
-    from .. import cli, metrics
-    from . import features as feat
-
-    b = runtime.budget("dcgan_all_styles")
-    style = b["style"] or None
-    images, _, _ = feat.real_renders(b["pool"], split="train", style=style, size=b["resolution"])
-    config = DCGANConfig(resolution=b["resolution"], g_width=b["width"], d_width=b["width"],
-                         spectral_norm=b.get("spectral_norm", False))
-    model = dcgan(config=config)
-    run_dir = runtime.run_dir("dcgan", "dcgan_all_styles")
-    extractor = feat.feature_extractor(weights="features").to(runtime.device)
-    reference = feat.extract_features(extractor, feat.real_renders(b["eval"], split="a", style=style,
-                                                                   size=b["resolution"])[0].to(runtime.device))
-
-    def fd_of(G: nn.Module) -> float:  # FD of eval samples of one generator, fixed latents
-        fake = G.generate(b["eval"], generator=torch.Generator().manual_seed(runtime.seed))
-        return metrics.frechet_distance(reference, feat.extract_features(extractor, fake))
-
-    def record_fd(trainer, step: int) -> None:  # a Trainer callback; the curve lives in the history (resumable)
-        G, G_ema = _unwrap(trainer.modules["G"]), trainer.modules.get("G_ema")
-        point = [step, fd_of(G), fd_of(G_ema) if G_ema is not None else None]
-        curve = trainer.history.setdefault("fd_curve", [])
-        if not curve or curve[-1][0] != step:
-            curve.append(point)
-
-    t0 = time.perf_counter()
-    history, g_ema = train_dcgan(model, feat.pool_batches(images, b["batch_size"], seed=runtime.seed),
-                                 steps=b["steps"], lr=b["lr"], betas=tuple(b.get("betas", (0.5, 0.999))),
-                                 loss=b.get("loss", "non_saturating"), ema_decay=b.get("ema"),
-                                 lr_decay=b.get("lr_decay", False), device=runtime.device,
-                                 callbacks=[record_fd], callback_every=b["curve_every"],
-                                 checkpoint_dir=run_dir, log_every=10)
-    train_seconds = time.perf_counter() - t0  # the FD curve's measurements included
-    if g_ema is not None:
-        model.G.load_state_dict(g_ema.state_dict())  # ship the average: it is what samples come from
-    fake = model.G.generate(b["eval"], generator=torch.Generator().manual_seed(runtime.seed))
-    report = metrics.evaluate_images(fake, style=style, label="DCGAN", extractor=extractor)
-    print(report)
-    scores: dict[str, Any] = report.as_dict()
-    scores.update(fd_real_vs_real_sd=report["FD"].baseline_sd, baseline_sets=report["FD"].baseline_sets,
-                  loss_D=history.mean("loss_D", last=20), loss_G=history.mean("loss_G", last=20),
-                  steps=b["steps"], profile=runtime.profile, device=str(runtime.device),
-                  eval_samples=b["eval"], train_pool=b["pool"], train_seconds=round(train_seconds, 1),
-                  torch_threads=torch.get_num_threads())
-    model.cpu()
-    recipe = {k: b.get(k) for k in ("steps", "batch_size", "lr", "betas", "loss", "spectral_norm", "ema", "lr_decay",
-                                    "width", "resolution")}
-    checkpoints.save_pretrained(model, out_dir, config=config, metrics=scores, command=cli.command_line(),
-                                extra={"data": f"ShapeScenes split 'train' (seeds 0..{b['pool'] - 1}), "
-                                               f"{'style ' + style if style else 'all styles (seed % 6)'}, "
-                                               f"{b['resolution']} px",
-                                       "feature_extractor": "features (shipped)",
-                                       "generator": (f"G is the exponential moving average (decay {b['ema']}) of the "
-                                                     "trained generator's weights" if g_ema is not None else
-                                                     "G is the trained generator"),
-                                       "recipe": recipe,
-                                       "fd_curve": history.get("fd_curve", [])})
-    shutil.rmtree(run_dir, ignore_errors=True)
-    return scores

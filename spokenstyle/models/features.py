@@ -28,111 +28,41 @@ are left out: a small object is about 5 pixels wide at 32 px, and even on real r
 classifier misreads a fifth of the shapes (the held-out shape accuracy is in the manifest), so
 a confidence that required them would fail real pictures too often.
 
-Real images come from fixed, disjoint seed ranges (:data:`SPLITS`): the classifier and the GANs
-train on ``train`` scenes; the metrics compare against ``a`` and ``b``, two held-out real sets,
-so that ``a`` vs ``b`` is the real-vs-real baseline. The scene with seed s is drawn in style
-``s % 6`` when every style is asked for, so the style is independent of the content.
+Real images come from fixed, disjoint seed ranges (:mod:`spokenstyle.data.splits`): the
+classifier and the GANs train on ``train`` scenes; the metrics compare against ``real_a`` and
+``real_b``, two held-out real sets, so that ``real_a`` vs ``real_b`` is the real-vs-real
+baseline (:func:`spokenstyle.data.real_renders` draws them). The scene with seed s is drawn in
+style ``s % 6`` when every style is asked for, so the style is independent of the content. How
+it is trained: :mod:`spokenstyle.recipes.features`; its held-out scorecard:
+:func:`spokenstyle.evaluation.feature_accuracy`.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import checkpoints
+from ..checkpoints import Pretrained
+from ..data.scenes import COLOURS, SHAPES, SIZES, SceneBatch, slot_class
 
 __all__ = [
-    "SPLITS",
     "FeatureNetConfig",
     "FeatureNetOutput",
     "FeatureNet",
     "feature_extractor",
-    "real_renders",
-    "pool_batches",
-    "scene_targets",
+    "feature_targets",
     "extract_features",
     "confidence",
-    "split_slots",
-    "accuracy",
-    "train",
 ]
 
-# first scene seed of each split; each split holds up to 1,000,000 scenes. All four lie inside
-# spokenstyle.data.SPLITS["train"] (seeds < 10^9); chapter 4's models train on pools of at most
-# 24,000 scenes (seeds < 24,000), so "a", "b" and "test" are never trained on.
-SPLITS: dict[str, int] = {"train": 0, "a": 1_000_000, "b": 2_000_000, "test": 3_000_000}
-
-
-# -- real images -------------------------------------------------------------------------------
-
-def real_renders(n: int, *, split: str = "train", style: str | int | None = None, size: int = 32,
-                 offset: int = 0, device: torch.device | str | None = None, chunk: int = 2048):
-    """``n`` real ShapeScenes renders of one split: (images (n, 3, size, size) in [0, 1], scenes, style ids).
-
-    Args:
-        split: ``"train"`` (what models learn from), ``"a"`` / ``"b"`` (held-out sets for the
-            metrics and their real-vs-real baseline) or ``"test"`` (classifier accuracy).
-        style: one style (name or id) for every scene, or ``None`` for all styles (seed % 6).
-        offset: skip this many scenes of the split (e.g. to take a second, disjoint batch).
-    """
-    from ..data.scenes import SceneBatch, sample_scenes
-    from ..data.styles import STYLES, render
-
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; expected one of {sorted(SPLITS)}")
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1 or offset < 0 or offset + n > 1_000_000:
-        raise ValueError(f"need 1 <= n and 0 <= offset with offset + n <= 1,000,000, got n={n!r}, offset={offset!r}")
-    seeds = torch.arange(SPLITS[split] + offset, SPLITS[split] + offset + n, device=device)
-    styles = seeds % len(STYLES) if style is None else None
-    images, scene_parts, style_parts = [], [], []
-    for lo in range(0, n, chunk):
-        s = sample_scenes(seeds[lo: lo + chunk])
-        ids = styles[lo: lo + chunk] if styles is not None else style
-        images.append(render(s, ids, size))
-        scene_parts.append(s)
-    scenes = SceneBatch.cat(scene_parts)
-    if styles is None:
-        from ..data.styles import style_ids
-
-        styles = style_ids(style, n, seeds.device)
-    return torch.cat(images), scenes, styles
-
-
-def pool_batches(images: torch.Tensor, batch_size: int, *, seed: int = 0,
-                 extra: Sequence[torch.Tensor] = ()) -> Callable[[int], Any]:
-    """``batches(step)`` over a fixed pool of images: epoch e visits the pool in a permutation
-    seeded by (seed, e), so a batch is a pure function of the step (exact resumption).
-
-    Rendering a pool once and sampling from it is what keeps CPU training cheap; on a GPU the
-    renderer is fast enough to draw fresh scenes every step. With ``extra`` tensors (labels),
-    a batch is the tuple ``(images, *extra)`` indexed alike.
-    """
-    n = images.shape[0]
-    if not isinstance(batch_size, int) or not 1 <= batch_size <= n:
-        raise ValueError(f"batch_size must be an int in [1, {n}] (the pool size), got {batch_size!r}")
-    per_epoch = n // batch_size
-    cache: dict[int, torch.Tensor] = {}
-
-    def batches(step: int):
-        epoch, k = divmod(step, per_epoch)
-        if epoch not in cache:
-            cache.clear()
-            cache[epoch] = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
-        idx = cache[epoch][k * batch_size: (k + 1) * batch_size]
-        if not extra:
-            return images[idx]
-        return (images[idx], *(t[idx] for t in extra))
-
-    return batches
-
-
-def scene_targets(scenes, styles: torch.Tensor) -> torch.Tensor:
-    """(B, 8) int64 labels: style id, object count - 1, then the 6 colour slots."""
+def feature_targets(scenes: SceneBatch, styles: torch.Tensor) -> torch.Tensor:
+    """(B, 8) int64 labels of :class:`FeatureNet`'s heads: style id, object count - 1, then the
+    6 colour slots (:meth:`~spokenstyle.data.scenes.SceneBatch.colour_slots`)."""
     return torch.cat([styles.to(torch.int64)[:, None], (scenes.n_objects - 1)[:, None], scenes.colour_slots()], dim=1)
 
 
@@ -155,9 +85,9 @@ class FeatureNetConfig:
     feature_dim: int = 64  # the metric space: small enough that FD's covariance is well estimated from 2,000 samples
     n_styles: int = 6  # spokenstyle.data.styles.STYLES
     n_counts: int = 3  # 1 to 3 objects
-    n_colours: int = 6  # spokenstyle.data.scenes.COLOURS: one presence, shape and size answer each
-    n_shapes: int = 6  # spokenstyle.data.scenes.SHAPES
-    n_sizes: int = 2  # small, large
+    n_colours: int = len(COLOURS)  # one presence, shape and size answer each
+    n_shapes: int = len(SHAPES)
+    n_sizes: int = len(SIZES)  # small, large
 
 
 @dataclass
@@ -172,11 +102,15 @@ class FeatureNetOutput:
     size_logits: torch.Tensor  # (B, n_colours, n_sizes)
 
 
-class FeatureNet(nn.Module):
+class FeatureNet(Pretrained, nn.Module):
     """32 px image in [0, 1] → 64-D features and style / count / colour / shape / size logits.
 
     Layout (``width = w``): 32×32×w → 16×16×2w → 8×8×4w → 4×4×8w → global average → linear → ReLU.
+    ``FeatureNet.from_pretrained("features")`` is the shipped extractor.
     """
+
+    config_class = FeatureNetConfig
+    default_weights = "features"
 
     def __init__(self, config: FeatureNetConfig) -> None:
         super().__init__()
@@ -225,24 +159,21 @@ class FeatureNet(nn.Module):
             size_logits=self.size_head(h).view(-1, c.n_colours, c.n_sizes),
         )
 
-    def loss(self, out: FeatureNetOutput, targets: torch.Tensor) -> torch.Tensor:
-        """Sum of the heads' cross-entropies; ``targets`` from :func:`scene_targets`. Shape and
-        size are scored only for the colours present in the picture."""
-        present, shape, size = split_slots(targets[:, 2:])
-        return (F.cross_entropy(out.style_logits, targets[:, 0])
-                + F.cross_entropy(out.count_logits, targets[:, 1])
-                + F.binary_cross_entropy_with_logits(out.colour_logits, present.float())
-                + F.cross_entropy(out.shape_logits.flatten(0, 1), shape.flatten(), ignore_index=-1)
-                + F.cross_entropy(out.size_logits.flatten(0, 1), size.flatten(), ignore_index=-1))
-
-
-def split_slots(slots: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Colour slots (B, 6) (0 = absent, else 1 + shape * 2 + size) → presence (bool), shape id
-    and size id, each (B, 6), with -1 for the shape and size of absent colours."""
-    present = slots > 0
-    cls = (slots - 1).clamp(min=0)
-    neg = torch.full_like(slots, -1)
-    return present, torch.where(present, cls // 2, neg), torch.where(present, cls % 2, neg)
+    @torch.no_grad()
+    def read(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(style probabilities (B, 6), colour slots (B, 6)) it reads off ``images`` (in eval mode,
+        on the CPU): a colour is present when its logit is positive, with its most likely shape and
+        size (the same reading :func:`spokenstyle.models.judge.SceneJudge.read` gives)."""
+        was_training = self.training
+        self.eval()
+        try:
+            out = self(images.to(next(self.parameters()).device))
+        finally:
+            self.train(was_training)
+        present = out.colour_logits > 0  # (B, 6)
+        cls = slot_class(out.shape_logits.argmax(-1), out.size_logits.argmax(-1))  # (B, 6)
+        slots = torch.where(present, cls, torch.zeros_like(cls))
+        return out.style_logits.float().softmax(-1).cpu(), slots.cpu()
 
 
 def confidence(out: FeatureNetOutput) -> torch.Tensor:
@@ -298,90 +229,4 @@ def feature_extractor(*, config: FeatureNetConfig | None = None, weights: str | 
         return FeatureNet(FeatureNetConfig(**{**(asdict(config) if config else {}), **overrides}))
     if config is not None or overrides:
         raise ValueError("give either weights (the checkpoint fixes the architecture) or config/overrides, not both")
-    directory = Path(weights) if isinstance(weights, Path) or "/" in str(weights) or Path(weights).is_dir() \
-        else checkpoints.shipped_path(str(weights))
-    manifest = checkpoints.read_manifest(directory)
-    try:
-        net = FeatureNet(FeatureNetConfig(**manifest["config"]))
-    except TypeError as err:
-        raise checkpoints.CheckpointError(f"{directory} is not a feature-extractor checkpoint ({err})") from err
-    checkpoints.load_pretrained(net, directory)
-    return net.eval()
-
-
-# -- evaluation and the training recipe ---------------------------------------------------------
-
-@torch.no_grad()
-def accuracy(net: FeatureNet, images: torch.Tensor, targets: torch.Tensor, *, batch_size: int = 500) -> dict[str, float]:
-    """Held-out accuracies: style, count, colour set (all six yes/no answers right), shape and
-    size (of the objects present), whole scene (all of these right), and the fraction of
-    images with confidence ≥ 0.9."""
-    was_training = net.training
-    net.eval()
-    device = next(net.parameters()).device
-    right = {"style": 0, "count": 0, "colours": 0, "shape": 0, "size": 0, "scene": 0, "confident": 0}
-    objects = 0
-    try:
-        for x, y in zip(images.split(batch_size), targets.split(batch_size)):
-            out = net(x.to(device))
-            present, shape, size = split_slots(y[:, 2:].to(device))
-            style = out.style_logits.argmax(-1) == y[:, 0].to(device)
-            count = out.count_logits.argmax(-1) == y[:, 1].to(device)
-            colours = ((out.colour_logits > 0) == present).all(1)
-            shape_ok = (out.shape_logits.argmax(-1) == shape) | ~present  # (B, 6)
-            size_ok = (out.size_logits.argmax(-1) == size) | ~present
-            objects += int(present.sum())
-            right["style"] += int(style.sum())
-            right["count"] += int(count.sum())
-            right["colours"] += int(colours.sum())
-            right["shape"] += int((shape_ok & present).sum())
-            right["size"] += int((size_ok & present).sum())
-            right["scene"] += int((style & count & colours & shape_ok.all(1) & size_ok.all(1)).sum())
-            right["confident"] += int((confidence(out) >= 0.9).sum())
-    finally:
-        net.train(was_training)
-    n = images.shape[0]
-    return {"style_accuracy": right["style"] / n, "count_accuracy": right["count"] / n,
-            "colour_set_accuracy": right["colours"] / n, "shape_accuracy": right["shape"] / objects,
-            "size_accuracy": right["size"] / objects, "scene_accuracy": right["scene"] / n,
-            "confident_rate": right["confident"] / n}
-
-
-def train(out_dir: str | Path, *, runtime) -> dict[str, float]:
-    """``spokenstyle train features``: trains the metric feature extractor on real renders,
-    evaluates it on held-out ``test`` scenes and saves it to ``out_dir``."""
-    import shutil
-
-    from .. import cli
-    from ..train import Trainer, TrainConfig
-
-    b = runtime.budget("features")
-    images, scenes, styles = real_renders(b["pool"], split="train", size=32)
-    targets = scene_targets(scenes, styles)
-    net = feature_extractor()
-    # an interrupted run resumes from here; a finished one deletes it
-    run_dir = runtime.run_dir("features")
-    opt = torch.optim.AdamW(net.parameters(), lr=b["lr"], weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=b["lr"], total_steps=b["steps"], pct_start=0.15)
-
-    def step_fn(t, batch, step):
-        x, y = batch
-        with t.autocast():
-            loss = t.modules["net"].loss(t.modules["net"](x), y)
-        t.optimize("net", loss)
-        return {"loss": loss}
-
-    trainer = Trainer({"net": net}, {"net": opt}, step_fn,
-                      TrainConfig(steps=b["steps"], log_every=10, desc="features",
-                                  checkpoint_dir=str(run_dir), checkpoint_every=500),
-                      schedulers={"net": sched}, device=runtime.device, model_config=asdict(net.config))
-    history = trainer.fit(pool_batches(images, b["batch_size"], seed=runtime.seed, extra=(targets,)))
-    test_images, test_scenes, test_styles = real_renders(b["eval"], split="test", size=32)
-    metrics = accuracy(net, test_images, scene_targets(test_scenes, test_styles))
-    metrics.update(train_loss=history.mean("loss", last=10), steps=b["steps"], profile=runtime.profile,
-                   device=str(runtime.device), eval_images=b["eval"], train_pool=b["pool"])
-    checkpoints.save_pretrained(net.cpu(), out_dir, config=net.config, metrics=metrics, command=cli.command_line(),
-                                extra={"data": "ShapeScenes real renders, split 'train' (seeds 0..pool-1), all styles, "
-                                               "32 px; evaluated on split 'test'"})
-    shutil.rmtree(run_dir, ignore_errors=True)
-    return metrics
+    return FeatureNet.from_pretrained(weights)

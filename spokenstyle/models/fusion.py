@@ -56,6 +56,9 @@ References:
     Tancik et al. 2020, "Fourier Features Let Networks Learn High Frequency Functions in Low
     Dimensional Domains", https://arxiv.org/abs/2006.10739
 
+This file holds the networks and :func:`fuse`; the losses, the batches and the training recipe
+are :mod:`spokenstyle.recipes.fusion`, the scorecard :func:`spokenstyle.evaluation.evaluate_fusion`.
+
 Deviations, each for small CPU-trainable models: the content queries are tied to the six
 ShapeScenes colours (colours are distinct within a scene, so they name the objects); an L1
 reconstruction loss against the ground-truth render and a mask loss on the shape field carry
@@ -65,10 +68,8 @@ teacher-forced in training.
 
 from __future__ import annotations
 
-import copy
-import inspect
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -77,41 +78,31 @@ import torch.nn.functional as Fn
 from torch import nn
 from torch.nn.utils import spectral_norm
 
-from .. import checkpoints
+from .. import runtime
+from ..checkpoints import Pretrained
+from ..data.scenes import COLOUR_RGB, COLOURS, N_SLOT_CLASSES
+from ..data.styles import STYLES
+from ..data.tokenizer import encode_batch
 
 __all__ = [
     "FusionConfig",
     "TextEncoder",
     "StyleEncoder",
+    "AdaINBlock",
+    "ShapeField",
     "FusionGenerator",
     "FusionDiscriminator",
     "FusionGAN",
     "tokenize",
     "fuse",
     "load_fusion",
-    "load_fusion_pair",
-    "load_judge",
-    "fusion_batches",
-    "fusion_step",
-    "mask_loss",
-    "step_kwargs",
-    "train_fusion",
-    "colour_positions",
-    "ShapeField",
     "spread_layout",
-    "VALIDATION_START",
-    "check_clear_of_validation",
     "outlines",
     "calibrate_occupancy",
-    "config_for",
-    "refine_budget",
-    "drawing_blocks",
-    "evaluate",
-    "train",
+    "fourier_features",
 ]
 
-N_COLOURS = 6  # spokenstyle.data.scenes.COLOURS
-N_SLOT_CLASSES = 13  # absent, or one of 6 shapes x 2 sizes (SceneBatch.colour_slots)
+N_COLOURS = len(COLOURS)  # one content query, one position and one drawn object per colour
 
 
 # -- config ------------------------------------------------------------------------------------
@@ -136,7 +127,7 @@ class FusionConfig:
     # The style lost at 24 is sketch read as flat: the judge's cue is the paper grain (adding the
     # renderer's grain to those pictures made 200 of 200 read as sketch), which a per-pixel L1 washes out
     d_width: int = 24  # D's first-layer channels, doubled per stride (SNGAN-style trunk)
-    n_styles: int = 6  # spokenstyle.data.styles.STYLES
+    n_styles: int = len(STYLES)
     field_hidden: int = 32  # the shape field's hidden units (a per-pixel MLP, run once per colour)
     field_features: int = 8  # what the shape field paints inside an object, besides its occupancy
     field_frequencies: int = 6  # sine/cosine frequencies of the shape field's offsets; 0 = raw offsets (soft blobs)
@@ -360,7 +351,7 @@ class ShapeField(nn.Module):
 def calibrate_occupancy(occupancy: torch.Tensor, pos_weight: float) -> torch.Tensor:
     """Undoes the bias a weighted mask loss puts into the shape field: ``q ↦ q / (w − (w − 1) q)``.
 
-    Trained with object pixels weighing ``w`` (:func:`mask_loss`), the field's best answer at a
+    Trained with object pixels weighing ``w`` (:func:`spokenstyle.recipes.fusion.mask_loss`), the field's best answer at a
     pixel that is inside with probability p is q = w·p / ((w − 1)·p + 1); solving for p gives this
     map, so a field trained at w = 10 draws its objects at their true extent (q = 0.91 ↦ p = 0.5)
     while it still learns small objects from the weighted loss. Monotone, 0 ↦ 0, 1 ↦ 1; w = 1 is
@@ -376,7 +367,7 @@ def calibrate_occupancy(occupancy: torch.Tensor, pos_weight: float) -> torch.Ten
     seed 0 diverged (L1 0.026 → 0.15 after step 1,500, D winning); continuing that F for
     1,000 steps at lr 5e-4 gave 83.6 % / style 96.3 % with it and 86.1 % / 89.6 % without it
     (that F, the first phase alone: 80.9 % / 95.4 %); 2,000 steps with it, 81.6 % / 94.8 %. So the
-    recipe keeps 1, and its second phase (:func:`refine_budget`) draws the raw occupancy too."""
+    recipe keeps 1, and its second phase (:func:`spokenstyle.recipes.fusion.refine_budget`) draws the raw occupancy too."""
     if pos_weight == 1:
         return occupancy
     return occupancy / (pos_weight - (pos_weight - 1) * occupancy)
@@ -432,7 +423,7 @@ def spread_layout(positions: torch.Tensor, present: torch.Tensor, *, min_gap: fl
     pair ended nearer than 0.6 in 82 of the shipped F's 331 test-scene layouts (and in one run of
     the recipe, seed 2, the judge read 54 % of the objects closer than 0.5 to another right,
     against 85 % of the rest); with steps 1 and 2 alone, in 61 of 321 validation layouts
-    (``VALIDATION_START``); with step 3, in none. Attribute match on 480 validation scenes, the
+    (the seed range ``validation``); with step 3, in none. Attribute match on 480 validation scenes, the
     recipe's four runs (seeds 0 to 3): 83.8, 87.7, 84.8 and 84.2 % with steps 1 and 2; 84.4,
     89.4, 85.7 and 86.1 % with step 3.
     """
@@ -488,8 +479,6 @@ class FusionGenerator(nn.Module):
                                             nn.Linear(128, 2 * N_COLOURS))
         w, s = c.g_width, c.style_dim
         self.field = ShapeField(c)
-        from ..data.scenes import COLOUR_RGB
-
         # the colour words' nominal RGB (the renderer's palette): the one piece of world knowledge F
         # is given rather than made to learn from a few thousand examples; styles restyle it
         self.register_buffer("palette", torch.tensor(COLOUR_RGB, dtype=torch.float32), persistent=False)  # (6, 3)
@@ -641,7 +630,7 @@ class FusionDiscriminator(nn.Module):
 
     def style_logits(self, phi: torch.Tensor) -> torch.Tensor:
         """Features φ (B, 8w) → (B, n_styles): ⟨embed(k), φ⟩ for every style k, the projection's
-        style term read as a classifier (the auxiliary style loss of :func:`fusion_step`)."""
+        style term read as a classifier (the auxiliary style loss of :func:`spokenstyle.recipes.fusion.fusion_step`)."""
         every = self.style_embed(torch.arange(self.config.n_styles, device=phi.device))  # (n_styles, 8w)
         return phi @ every.T
 
@@ -653,11 +642,17 @@ class FusionDiscriminator(nn.Module):
         return self.project(self.features(images), styles, tokens)
 
 
-class FusionGAN(nn.Module):
-    """The pair, so that one checkpoint holds both: ``model.F`` and ``model.D``."""
+class FusionGAN(Pretrained, nn.Module):
+    """The pair, so that one checkpoint holds both: ``model.F`` and ``model.D``;
+    ``FusionGAN.from_pretrained("fusion")`` is the shipped pair (chapter 7)."""
+
+    config_class = FusionConfig
+    default_weights = "fusion"
 
     def __init__(self, config: FusionConfig | None = None) -> None:
         super().__init__()
+        if config is not None and not isinstance(config, FusionConfig):
+            raise TypeError(f"config must be a FusionConfig, got {type(config).__name__}")
         self.config = config or FusionConfig()
         self.F = FusionGenerator(self.config)
         self.D = FusionDiscriminator(self.config)
@@ -671,8 +666,6 @@ def tokenize(sentences: Sequence[str], config: FusionConfig | None = None) -> to
     Raises:
         TypeError / ValueError: not a non-empty list of non-empty strings.
     """
-    from ..data.tokenizer import encode_batch
-
     config = config or FusionConfig()
     if isinstance(sentences, str) or not isinstance(sentences, Sequence):
         raise TypeError(f"sentences must be a list of str, got {type(sentences).__name__}")
@@ -755,459 +748,11 @@ def fuse(F: FusionGenerator, sentences: list[str], style_images: torch.Tensor, *
 
 # -- checkpoints -------------------------------------------------------------------------------
 
-def load_fusion_pair(name_or_path: str | Path = "fusion", device=None) -> FusionGAN:
-    """F and D from a checkpoint (a shipped name or a folder), in eval mode on ``device``."""
-    from .. import runtime
-
-    directory = checkpoints.resolve(name_or_path)
-    manifest = checkpoints.read_manifest(directory)
-    try:
-        config = FusionConfig(**manifest["config"])
-    except TypeError as err:
-        raise checkpoints.CheckpointError(f"{directory} is not a fusion checkpoint: its config does not fit "
-                                          f"FusionConfig ({err})") from err
-    model = FusionGAN(config)
-    checkpoints.load_pretrained(model, directory)
-    return model.eval().to(runtime.get_device(device))
-
-
 def load_fusion(name_or_path: str | Path = "fusion", device=None) -> FusionGenerator:
     """The trained fusion generator F (shipped ``"fusion"`` by default, or a checkpoint folder),
-    in eval mode on ``device`` (default: :func:`spokenstyle.runtime.get_device`)."""
-    if not isinstance(name_or_path, (str, Path)):
-        raise TypeError(f"name_or_path must be a checkpoint name or folder, got {type(name_or_path).__name__}")
-    return load_fusion_pair(name_or_path, device).F
-
-
-def load_judge(name_or_path: str | Path = "fusion", device=None):
-    """The scene judge (style + objects, :mod:`spokenstyle.models.judge`) that scored F: the one
-    in ``<fusion checkpoint>/judge`` when the fusion recipe trained its own, else the shipped
-    ``"judge"``. Either way it was trained on real renders only, never on F's pictures."""
-    from .. import runtime
-    from .judge import scene_judge
-
-    directory = checkpoints.resolve(name_or_path)
-    if (directory / "judge" / checkpoints.MANIFEST).is_file():
-        directory = directory / "judge"
-    elif checkpoints.read_manifest(directory).get("extra", {}).get("class") != "SceneJudge":
-        directory = checkpoints.shipped_path("judge")  # a fusion checkpoint without its own judge
-    return scene_judge(weights=str(directory)).to(runtime.get_device(device))
-
-
-# -- data --------------------------------------------------------------------------------------
-
-def colour_positions(scenes) -> torch.Tensor:
-    """(B, 6, 2) the centre of the object of each colour; absent colours get a position drawn
-    from the scene seed (so the layout never tells which colours are present)."""
-    from ..data.scenes import hash_uniform
-
-    B = len(scenes)
-    out = hash_uniform(scenes.seed, 900, 2 * N_COLOURS).view(B, N_COLOURS, 2) * 1.6 - 0.8
-    col = scenes.colour.clamp(min=0)  # (B, 3)
-    rows = torch.arange(B, device=col.device)[:, None].expand_as(col)
-    out[rows[scenes.mask], col[scenes.mask]] = scenes.pos[scenes.mask]
-    return out
-
-
-def fusion_batches(batch_size: int, *, split: str = "train", seed: int = 0, registers=("formal", "spoken"),
-                   size: int = 64):
-    """``batches(step) -> dict`` for F: per scene a sentence (register alternating with the seed),
-    the target style (drawn from the seed), the ground truth (the scene in the target style),
-    a style reference (another scene in the same style), per-colour positions and colour slots."""
-    from ..data.captions import caption
-    from ..data.datasets import _step_seeds
-    from ..data.scenes import hash_uniform, sample_scenes
-    from ..data.styles import STYLES, colour_masks, render
-
-    def batches(step: int) -> dict[str, Any]:
-        seeds = _step_seeds(split, step, batch_size, seed, stride=2)  # even seeds: content
-        scenes = sample_scenes(seeds)
-        refs = sample_scenes(seeds + 1)  # odd seeds: style references (other scenes)
-        styles = (hash_uniform(seeds, 901, 1)[:, 0] * len(STYLES)).long().clamp(max=len(STYLES) - 1)
-        reg = [registers[(s // 2 + step) % len(registers)] for s in seeds.tolist()]
-        texts = [caption(spec, r, int(s)) for spec, r, s in zip(scenes.specs(), reg, seeds.tolist())]
-        return {"image": render(scenes, styles, size), "style_ref": render(refs, styles, size), "style": styles,
-                "tokens": tokenize(texts), "positions": colour_positions(scenes), "slots": scenes.colour_slots(),
-                "masks": colour_masks(scenes, size)}
-
-    return batches
-
-
-# -- training ----------------------------------------------------------------------------------
-
-def mask_loss(occupancy: torch.Tensor, masks: torch.Tensor, slots: torch.Tensor, *,
-              pos_weight: float = 10.0) -> torch.Tensor:
-    """The shape field's loss: binary cross-entropy of each colour's occupancy (B, 6, H, W) in
-    [0, 1] against the true colour masks (B, H, W) (0 = background, 1 + colour id inside an
-    object; :func:`spokenstyle.data.styles.colour_masks`), averaged over the colours present
-    (``slots`` (B, 6) > 0). Object pixels weigh ``pos_weight`` times a background pixel.
-
-    A weight w > 1 makes the field's best answer at an edge pixel that is inside with
-    probability p not p but w·p / (w·p + 1 − p): with w = 10 a pixel inside one time in five is
-    drawn at 0.71, and every object comes out dilated (in a CPU run of the full recipe, the area
-    above 0.5 was 1.26× the true area, which rounds the points of stars and crosses). w = 1 is
-    the plain, calibrated cross-entropy: in a CPU run of the same recipe with w = 1 the area
-    ratio was 0.97 and the IoU at 0.5 rose from 0.80 to 0.91, yet the judge read fewer of F's
-    objects (74.9 % against 80.9 %, both after the first phase only; neon 48 % against 64 %): a calibrated field is softer inside
-    (mean 0.88 against 0.98), and the outlines of a soft field are faint. The recipe keeps 10."""
-    if not pos_weight > 0:
-        raise ValueError(f"pos_weight must be positive, got {pos_weight!r}")
-    target = Fn.one_hot(masks, N_COLOURS + 1)[..., 1:].permute(0, 3, 1, 2).float()  # (B, 6, H, W)
-    occ = occupancy.clamp(1e-4, 1 - 1e-4)
-    weight = 1 + (pos_weight - 1) * target
-    bce = (Fn.binary_cross_entropy(occ, target, reduction="none") * weight).flatten(2).mean(-1)  # (B, 6)
-    present = (slots > 0).float()
-    return (bce * present).sum() / present.sum().clamp(min=1)
-
-
-def fusion_step(t, batch: dict[str, torch.Tensor], step: int, *, lambda_rec: float = 20.0, lambda_adv: float = 1.0,
-                lambda_slot: float = 1.0, lambda_mask: float = 5.0, lambda_layout: float = 10.0,
-                beta_kl: float = 0.05, lambda_cls: float = 0.0, mask_pos_weight: float = 10.0,
-                rec_pool: int = 1, lambda_r1: float = 0.0) -> dict[str, torch.Tensor]:
-    """One step for :class:`spokenstyle.train.Trainer` (modules ``"F"``, ``"D"``).
-
-    update_D: hinge loss; real = the ground truth with its own sentence, fake = F's picture
-    (detached) and the ground truth with another scene's sentence (matching-aware, weighted ½
-    each). update_G: L1 to the ground truth + the hinge generator loss + the text encoder's slot
-    cross-entropy + the shape field's occupancy against the true colour masks + the layout cVAE
-    (position error of present colours + β·KL). With ``lambda_cls`` > 0, D's style embedding is
-    also trained as a classifier of the real pictures' styles and F is asked to be classified in
-    the target style (an auxiliary-classifier loss, Odena et al. 2017, on the projection's own
-    embedding: no extra weights). L1 alone pulls random textures (watercolour blotches, pencil
-    hatching) to their blurred mean; this is a direct pull towards the style's texture.
-    ``rec_pool`` > 1 takes the L1 between ``rec_pool`` x ``rec_pool`` average-pooled pictures
-    instead: texture finer than that (paper grain, random at every pixel, which no sentence
-    predicts and a per-pixel L1 pulls to a clean sheet) is left to the adversarial term alone.
-    Full recipe with ``width_64`` 24 (one CPU thread, 480 held-out scenes, spoken sentences;
-    attribute match / style): per-pixel L1 87.0 / 79.8 % (seed 0) and 88.2 / 72.9 % (seed 1);
-    ``rec_pool`` 2: 88.3 / 91.9 % (seed 0, shipped until the style code was normalised), 51.4 /
-    75.4 % (seed 1: unstable, its L1 ending near 0.03 against 0.013) and 84.1 / 97.5 % (seed 2),
-    all scored before :func:`spread_layout` fitted layouts into the canvas (which added 1.3 points
-    to seed 0's attribute match).
-    ``lambda_r1`` > 0 adds the R1 penalty (Mescheder et al. 2018) to D's loss: ``lambda_r1 / 2``
-    times the squared gradient norm of D's score on the real pictures (with their own sentence),
-    which keeps D flat around the data so F is not pushed off it by a steep discriminator.
-    Seed 1 of the recipe before ``style_norm`` (the unstable one above; scored, like the rest of
-    this paragraph, before :func:`spread_layout` fitted layouts), one CPU thread each, two runs side by
-    side: ``lambda_r1`` 1 gave 75.1 / 93.3 % (L1 0.016: stable, but shapes lost); D at half F's
-    rate instead (``d_lr_scale`` 0.5 of :func:`train_fusion`) gave 88.2 / 94.6 % (L1 0.013); on
-    seed 0 it gave 84.4 / 96.7 %, and seed 2 collapsed near step 1,000 (L1 0.024 -> 0.12), which
-    is how the style encoder's runaway was found (:class:`StyleEncoder`). The budget keeps D at
-    F's rate and fixes the style code's length instead (``FusionConfig.style_norm``).
-    """
-    if isinstance(lambda_r1, bool) or not isinstance(lambda_r1, (int, float)) or not lambda_r1 >= 0:
-        raise ValueError(f"lambda_r1 must be a non-negative number (0: no R1 penalty), got {lambda_r1!r}")
-    if isinstance(rec_pool, bool) or not isinstance(rec_pool, int) or rec_pool < 1:
-        raise ValueError(f"rec_pool must be a positive int (1: L1 on the pixels), got {rec_pool!r}")
-    F, D = t.modules["F"], t.modules["D"]
-    x, ref, y, tokens = batch["image"], batch["style_ref"], batch["style"], batch["tokens"]
-    pos, slots = batch["positions"], batch["slots"]
-    present = (slots > 0).float()  # (B, 6)
-    if lambda_r1:
-        x = x.detach().requires_grad_(True)
-    with t.autocast():
-        fake, aux = F(torch.zeros(len(x), F.config.latent_dim, device=x.device), tokens, ref,
-                      positions=pos, return_aux=True)  # teacher-forced layout; z unused
-        phi_real = D.features(x)
-        wrong = tokens.roll(1, 0)  # another scene's sentence
-        d_real = D.project(phi_real, y, tokens)
-        d_fake = D(fake.detach(), y, tokens)
-        d_wrong = D.project(phi_real, y, wrong)
-        loss_d = Fn.relu(1 - d_real).mean() + 0.5 * (Fn.relu(1 + d_fake).mean() + Fn.relu(1 + d_wrong).mean())
-        cls_real = Fn.cross_entropy(D.style_logits(phi_real), y)  # logged; a loss only with lambda_cls > 0
-        loss_d = loss_d + lambda_cls * cls_real
-    r1 = torch.zeros((), device=x.device)
-    if lambda_r1:  # R1: the gradient of D's real score with respect to the real pictures
-        (grad,) = torch.autograd.grad(d_real.float().sum(), x, create_graph=True)
-        r1 = grad.float().square().flatten(1).sum(1).mean()
-        loss_d = loss_d + 0.5 * lambda_r1 * r1
-        x = x.detach()
-    t.optimize("D", loss_d)
-    with t.autocast():
-        phi_fake = D.features(fake)
-        adv = -D.project(phi_fake, y, tokens).mean()
-        cls_fake = Fn.cross_entropy(D.style_logits(phi_fake), y)
-        rec = (Fn.avg_pool2d(fake, rec_pool) - Fn.avg_pool2d(x, rec_pool)).abs().mean()  # rec_pool 1: per pixel
-        slot = Fn.cross_entropy(aux["slot_logits"].flatten(0, 1), slots.flatten())
-        mask = mask_loss(aux["occupancy"], batch["masks"], slots, pos_weight=mask_pos_weight)
-        mu, logvar = F.encode_layout(pos, aux["sentence"])
-        zq = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
-        pred = F.decode_layout(zq, aux["sentence"])
-        layout = ((pred - pos).square().sum(-1) * present).sum() / present.sum().clamp(min=1)
-        kl = 0.5 * (mu.square() + logvar.exp() - 1 - logvar).sum(1).mean()
-        loss_g = (lambda_rec * rec + lambda_adv * adv + lambda_slot * slot + lambda_mask * mask
-                  + lambda_layout * layout + beta_kl * kl + lambda_cls * cls_fake)
-    t.optimize("F", loss_g)
-    return {"loss_D": loss_d, "loss_G_adv": adv, "l1": rec, "slot_ce": slot, "mask_bce": mask, "layout": layout,
-            "kl": kl, "cls_real": cls_real, "cls_fake": cls_fake, "r1": r1}
-
-
-VALIDATION_START = 500_000_000
-"""First seed of the fusion recipe's validation scenes: in the train split, but far from every
-stretch :func:`fusion_batches` walks for runtime seeds below 30 (seed s starts near 15.8 million · s
-and a full run draws about 130,000), so no F has trained on them. Runs of the recipe are compared
-here; the test split is kept for the scores the book reports."""
-
-
-@torch.no_grad()
-def evaluate(F: FusionGenerator, judge, features, *, n: int = 600, register: str = "spoken", seed: int = 0,
-             batch_size: int = 100, split: str = "test") -> dict[str, float]:
-    """Step 5 on held-out scenes: what the judges read in F's pictures, with a ceiling and a floor.
-
-    For ``n`` scenes of ``split`` ("test", or "validation": the unseen train-split scenes from
-    :data:`VALIDATION_START`), each with a target style and a style reference (another scene in it):
-
-    * ``attr_match``: share of the sentence's objects the scene judge reads exactly (colour,
-      shape and size) in F's picture; ``scene_match``: pictures with every object right and
-      nothing extra;
-    * ``style_acc``: share judged in the target style by the scene judge (64 px, like F's
-      pictures); ``features_style_acc``: the same by chapter 4's ``features`` classifier, which
-      reads 32 px renders and so sees 64 px pictures only after downsampling (its own ceiling,
-      ``real_features_style_acc``, shows what that costs);
-    * the same for ``real_*`` (the ground truth render: the judges' ceiling) and ``shuffled_*``
-      (F given another scene's sentence, scored against this scene: the floor of attribute
-      match), and ``wrong_style_style_acc`` (F given a style reference of another style).
-    """
-    from ..data.captions import caption
-    from ..data.scenes import sample_scenes
-    from ..data.styles import STYLES, render
-    from ..data.datasets import SPLITS
-
-    if split not in ("test", "validation"):
-        raise ValueError(f"split must be 'test' or 'validation', got {split!r}")
-    lo = SPLITS["test"][0] if split == "test" else VALIDATION_START
-    counts: dict[str, float] = {}
-
-    def add(key, value):
-        counts[key] = counts.get(key, 0.0) + float(value)
-
-    def score(prefix, images, slots, styles):
-        style_logits, slot_logits = judge(images.to(next(judge.parameters()).device))
-        pred = slot_logits.argmax(-1).cpu()
-        present = slots > 0
-        add(prefix + "attr_hits", ((pred == slots) & present).sum())
-        add(prefix + "scene_hits", (pred == slots).all(1).sum())
-        add(prefix + "style_hits", (style_logits.argmax(-1).cpu() == styles).sum())
-        out = features(images.to(next(features.parameters()).device))
-        add(prefix + "features_style_hits", (out.style_logits.argmax(-1).cpu() == styles).sum())
-
-    done = 0
-    k = 0
-    while done < n:
-        m = min(batch_size, n - done)
-        seeds = lo + 2 * torch.arange(done, done + m) + 2 * seed * n
-        scenes, refs = sample_scenes(seeds), sample_scenes(seeds + 1)
-        styles = torch.arange(done, done + m) % len(STYLES)
-        texts = [caption(s, register, int(sd)) for s, sd in zip(scenes.specs(), seeds.tolist())]
-        slots = scenes.colour_slots()
-        ref = render(refs, styles, 64)
-        fused = fuse(F, texts, ref, seed=seed + k)
-        shuffled = fuse(F, texts[1:] + texts[:1], ref, seed=seed + k)
-        wrong_styles = (styles + 1 + torch.arange(m) % (len(STYLES) - 1)) % len(STYLES)
-        wrong_style = fuse(F, texts, render(refs, wrong_styles, 64), seed=seed + k)
-        score("", fused, slots, styles)
-        score("real_", render(scenes, styles, 64), slots, styles)
-        score("shuffled_", shuffled, slots, styles)
-        score("wrong_style_", wrong_style, slots, styles)
-        add("objects", (slots > 0).sum())
-        done += m
-        k += 1
-    out: dict[str, float] = {}
-    for prefix in ("", "real_", "shuffled_", "wrong_style_"):
-        out[prefix + "attr_match"] = counts[prefix + "attr_hits"] / counts["objects"]
-        out[prefix + "scene_match"] = counts[prefix + "scene_hits"] / n
-        out[prefix + "style_acc"] = counts[prefix + "style_hits"] / n
-        out[prefix + "features_style_acc"] = counts[prefix + "features_style_hits"] / n
-    out["n"] = n
-    return out
-
-
-def train_fusion(model: FusionGAN, batches, *, steps: int, lr: float = 1e-3, device=None, callbacks=(),
-                 checkpoint_dir: str | Path | None = None, log_every: int = 1, callback_every: int = 0,
-                 step_kwargs: dict[str, float] | None = None, desc: str = "fusion", d_lr_scale: float = 1.0):
-    """Trains ``model`` (F and D, in place) with :func:`fusion_step` and Adam (β = (0.5, 0.999),
-    the GAN setting of Radford et al. 2016, with AMSGrad's running maximum of the second moment;
-    D at ``d_lr_scale`` times that rate, 1 = the same rate, SNGAN-style), the rate decaying
-    linearly to zero over the last quarter of the steps; returns the History."""
-    if isinstance(d_lr_scale, bool) or not isinstance(d_lr_scale, (int, float)) or not d_lr_scale > 0:
-        raise ValueError(f"d_lr_scale must be a positive number (D's rate / F's), got {d_lr_scale!r}")
-    from ..train import Trainer, TrainConfig
-
-    kwargs = dict(step_kwargs or {})
-
-    def step_fn(t, batch, step):
-        return fusion_step(t, batch, step, **kwargs)
-
-    # AMSGrad (Reddi et al. 2018): Adam's step is m / sqrt(v), and with β1 = 0.5 a parameter whose
-    # gradient has been near zero for a thousand steps (the sentence encoder, once its slots are
-    # right) has a tiny v, and one sudden gradient then moves it ~16 learning rates at once. In CPU
-    # runs without it, F's slot cross-entropy jumped from 0.000 to about 1 within fifty steps (after
-    # 600 to 2,000 steps), L1 and the mask loss with it, and the pictures did not recover before the
-    # end. AMSGrad divides by the largest v seen so far, which rules that jump out.
-    opts = {"F": torch.optim.Adam(model.F.parameters(), lr=lr, betas=(0.5, 0.999), amsgrad=True),
-            "D": torch.optim.Adam(model.D.parameters(), lr=lr * d_lr_scale, betas=(0.5, 0.999), amsgrad=True)}
-    # constant rate, then linear decay to zero over the last quarter: the last steps refine, not move
-    decay = lambda step: min(1.0, max(0.0, (steps - step) / max(1, steps // 4)))  # noqa: E731
-    scheds = {name: torch.optim.lr_scheduler.LambdaLR(opt, decay) for name, opt in opts.items()}
-    trainer = Trainer({"F": model.F, "D": model.D}, opts, step_fn,
-                      TrainConfig(steps=steps, log_every=log_every, callback_every=callback_every, desc=desc,
-                                  checkpoint_dir=str(checkpoint_dir) if checkpoint_dir else None,
-                                  checkpoint_every=250 if checkpoint_dir else 0),
-                      schedulers=scheds, callbacks=callbacks, device=device, model_config=asdict(model.config))
-    return trainer.fit(batches)
-
-
-def step_kwargs(budget: dict[str, Any]) -> dict[str, Any]:
-    """The entries of a ``fusion`` budget that are :func:`fusion_step`'s keyword arguments (the
-    loss weights ``lambda_*`` and ``mask_pos_weight``); the rest size the run."""
-    names = set(inspect.signature(fusion_step).parameters) - {"t", "batch", "step"}
-    return {k: v for k, v in budget.items() if k in names}
-
-
-def config_for(budget: dict[str, Any]) -> FusionConfig:
-    """The F and D a ``fusion`` budget trains: its widths, and its ``occupancy_calibration``
-    (default 1: the object map draws the raw occupancy; :func:`calibrate_occupancy`)."""
-    return FusionConfig(g_width=budget["width"], d_width=budget["d_width"], width_64=int(budget.get("width_64", 12)),
-                        occupancy_calibration=float(budget.get("occupancy_calibration", 1.0)),
-                        noise=budget.get("noise", False), style_norm=budget.get("style_norm", False))
-
-
-def drawing_blocks(F: FusionGenerator) -> nn.ModuleList:
-    """The blocks that turn the object map into pixels (the AdaIN blocks at 32 and 64 px and the
-    RGB layer): the part of F whose weights the recipe's second phase averages (``refine_ema``).
-
-    Why only these, measured by continuing the first-phase F for 1,000 steps at lr 5e-4 (one CPU
-    thread, 480 held-out scenes, spoken sentences; attribute match / style): the last weights
-    84.5 % / 96.0 %; averaging these blocks (decay 0.99) 85.9 % / 94.4 %; averaging the sentence
-    encoder, shape field and layout instead 84.9 % / 95.8 %; averaging all of F 86.1 % / 90.6 %
-    (decay 0.995; 85.0 % / 87.5 % at 0.99 in a run on other data). Averaging the renderer smooths
-    the edges the adversarial term keeps moving; averaging the style encoder too (our guess) hands
-    the renderer style codes it never drew from, and the style is what suffers."""
-    return nn.ModuleList([F.b32, F.b64, F.to_rgb])
-
-
-def refine_budget(budget: dict[str, Any]) -> dict[str, Any] | None:
-    """The recipe's optional second phase, from a ``fusion`` budget's ``refine_*`` entries:
-    ``refine_steps`` (0 or absent: none), ``refine_lr``, ``refine_occupancy_calibration``
-    (default: the first phase's) and ``refine_ema`` (0 or absent: F's last weights are shipped;
-    else the decay of an exponential moving average, over the phase, of the weights of F's
-    :func:`drawing_blocks`, which is shipped instead: :func:`spokenstyle.models.dcgan.ema_update_`). The phase starts Adam afresh
-    at the lower rate (its own linear decay over the last quarter) on another stretch of the
-    training split, with the same losses, except that ``refine_<name>`` for a loss weight of
-    :func:`fusion_step` (``refine_lambda_cls``, ``refine_rec_pool``, ...) sets that weight for the
-    phase (returned as ``losses``)."""
-    steps = budget.get("refine_steps", 0)
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-        raise ValueError(f"refine_steps must be a non-negative int, got {steps!r}")
-    if not steps:
-        return None
-    lr = budget.get("refine_lr")
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
-        raise ValueError(f"refine_steps = {steps} needs a positive refine_lr, got {lr!r}")
-    calibration = budget.get("refine_occupancy_calibration", budget.get("occupancy_calibration", 1.0))
-    FusionConfig(occupancy_calibration=calibration)  # the same check as the first phase's
-    ema = budget.get("refine_ema", 0.0)
-    if isinstance(ema, bool) or not isinstance(ema, (int, float)) or not 0.0 <= ema < 1.0:
-        raise ValueError(f"refine_ema must be a decay in [0, 1) (0: no average), got {ema!r}")
-    losses = step_kwargs({k[len("refine_"):]: v for k, v in budget.items() if k.startswith("refine_")})
-    return {"steps": steps, "lr": float(lr), "occupancy_calibration": float(calibration), "ema": float(ema),
-            "losses": losses}
-
-
-def check_clear_of_validation(seed: int, steps: int, batch_size: int, n_eval: int) -> None:
-    """Raises ValueError if a training phase of ``steps`` batches drawn by :func:`fusion_batches`
-    with ``seed`` would include a scene of the first ``n_eval`` validation scenes (or their style
-    references), which would make :func:`evaluate`'s ``split="validation"`` scores meaningless."""
-    from ..data.datasets import _step_seeds
-
-    lo, hi = VALIDATION_START, VALIDATION_START + 2 * n_eval + 2
-    # batch k of a run is items k·B ... k·B + B - 1 of one walk, so all of them are one call with B·steps
-    drawn = _step_seeds("train", 0, max(1, steps * batch_size), seed, stride=2)  # content seeds; references + 1
-    if bool(((drawn + 1 >= lo) & (drawn < hi)).any()):
-        raise ValueError(f"seed {seed} would train on validation scenes: its {steps} steps of {batch_size} reach "
-                         f"the block of seeds {lo} to {hi - 1}; use a smaller seed (0 to 30 are clear)")
-
-
-def train(out_dir: str | Path, *, runtime) -> dict[str, Any]:
-    """``spokenstyle train fusion``: the scene judge on real renders (saved in ``out_dir/judge``),
-    then F and D on ShapeScenes (and, if the budget asks, a slower second phase: :func:`refine_budget`);
-    evaluated on held-out scenes; saved (F and D) to ``out_dir``."""
-    import shutil
-    import time
-
-    from .. import cli
-    from .. import runtime as _runtime
-    from .features import feature_extractor
-
-    out_dir = Path(out_dir)
-    b = runtime.budget("fusion")
-    refine = refine_budget(b)
-    check_clear_of_validation(runtime.seed, b["steps"], b["batch_size"], b["eval"])
-    if refine:  # the second phase draws with seed + 1
-        check_clear_of_validation(runtime.seed + 1, refine["steps"], b["batch_size"], b["eval"])
-    started = time.perf_counter()
-    # 1. F and D
-    config = config_for(b)
-    _runtime.seed_everything(runtime.seed)
-    model = FusionGAN(config)
-    run_dir = runtime.run_dir("fusion")
-    history = train_fusion(model, fusion_batches(b["batch_size"], seed=runtime.seed), steps=b["steps"], lr=b["lr"],
-                           device=runtime.device, checkpoint_dir=run_dir, log_every=10,
-                           step_kwargs=step_kwargs(b), d_lr_scale=b.get("d_lr_scale", 1.0))
-    F_avg = None
-    if refine:  # 1b. refinement: a second, slower run from where the first ended (refine_budget)
-        model.config.occupancy_calibration = refine["occupancy_calibration"]  # F's and D's config object
-        callbacks = []
-        if refine["ema"]:  # the average restarts from the current weights if a killed run resumes
-            from .dcgan import ema_update_
-
-            drawing = drawing_blocks(model.F)
-            F_avg = copy.deepcopy(drawing)
-            callbacks.append(lambda t, step: ema_update_(F_avg, drawing, refine["ema"]))
-        history = train_fusion(model, fusion_batches(b["batch_size"], seed=runtime.seed + 1), steps=refine["steps"],
-                               lr=refine["lr"], device=runtime.device, checkpoint_dir=run_dir / "refine",
-                               log_every=10, step_kwargs={**step_kwargs(b), **refine["losses"]}, desc="fusion (refine)",
-                               callbacks=callbacks, callback_every=1 if callbacks else 0,
-                               d_lr_scale=b.get("d_lr_scale", 1.0))
-    train_seconds = time.perf_counter() - started
-    # 2. the judge: trained on real renders only (never on F's pictures): the shipped one (chapter 5)
-    #    if it exists, else the same recipe (budget "judge") run here and saved in out_dir/judge
-    judge_dir = out_dir / "judge"
-    if (judge_dir / checkpoints.MANIFEST).is_file():
-        judge, judge_source = load_judge(judge_dir, device=runtime.device), "judge/ (trained by this recipe)"
-    elif "judge" in checkpoints.shipped():
-        judge, judge_source = load_judge("judge", device=runtime.device), "judge (shipped)"
-    else:
-        from .judge import train as train_judge_recipe
-
-        train_judge_recipe(judge_dir, runtime=runtime)
-        judge, judge_source = load_judge(judge_dir, device=runtime.device), "judge/ (trained by this recipe)"
-    judge_seconds = time.perf_counter() - started - train_seconds
-    # 3. step 5: the judges' verdict on held-out scenes
-    features = feature_extractor(weights="features").to(runtime.device)
-    model.eval()
-    scores: dict[str, Any] = {}
-    if F_avg is not None:  # the last step's F first, for the record; the average is shipped
-        last = evaluate(model.F, judge, features, n=b["eval"], register="spoken")
-        scores.update({f"last_{k}": last[k] for k in ("attr_match", "scene_match", "style_acc")})
-        drawing_blocks(model.F).load_state_dict(F_avg.state_dict())
-    scores.update(evaluate(model.F, judge, features, n=b["eval"], register="spoken"))
-    formal = evaluate(model.F, judge, features, n=b["eval"], register="formal")
-    scores.update({f"formal_{k}": v for k, v in formal.items() if k in ("attr_match", "style_acc", "scene_match")})
-    val = evaluate(model.F, judge, features, n=b["eval"], register="spoken", split="validation")  # to compare runs
-    scores.update({f"val_{k}": val[k] for k in ("attr_match", "style_acc", "scene_match")})
-    scores.update({k: history.mean(k, last=20) for k in ("loss_D", "loss_G_adv", "l1", "slot_ce", "layout")})
-    scores.update(steps=b["steps"], refine_steps=refine["steps"] if refine else 0,
-                  refine_ema=refine["ema"] if refine else 0.0, batch_size=b["batch_size"], profile=runtime.profile, device=str(runtime.device),
-                  judge_seconds=round(judge_seconds), train_seconds=round(train_seconds),
-                  threads=torch.get_num_threads())
-    print(scores)
-    model.cpu()
-    checkpoints.save_pretrained(model, out_dir, config=config, metrics=scores, command=cli.command_line(),
-                                extra={"data": "ShapeScenes split 'train' (even seeds: content, odd: style references), "
-                                               "formal and spoken captions alternating, target style from the seed, 64 px",
-                                       "judge": judge_source,
-                                       "features": "features (shipped, style head: features_style_acc)",
-                                       "note": f"trained on {runtime.device} with {torch.get_num_threads()} thread(s)"})
-    shutil.rmtree(run_dir, ignore_errors=True)
-    return scores
+    in eval mode on ``device`` (default: :func:`spokenstyle.runtime.get_device`); like the pair, it
+    keeps the checkpoint's ``manifest`` and ``checkpoint_path``."""
+    pair = FusionGAN.from_pretrained(name_or_path, device=runtime.get_device(device))
+    F = pair.F
+    F.manifest, F.checkpoint_path = pair.manifest, pair.checkpoint_path
+    return F

@@ -121,7 +121,7 @@ def _check_run_arguments(args: argparse.Namespace) -> Path:
     if target.is_dir():
         raise UsageError(f"--out {args.out!r} is a folder; name the image file to write")
     _check_no_file_above(target)
-    if args.seed < 0 or args.seed >= 2**63:
+    if not 0 <= args.seed <= runtime.MAX_SEED:
         raise UsageError(f"--seed must be an int from 0 to 2**63 - 1, got {args.seed}")
     runtime.get_profile(args.profile)  # SPOKENSTYLE_PROFILE=bogus fails here, with its name
     runtime.get_device(args.device)

@@ -371,8 +371,7 @@ class SpokenStylePipeline:
         Returns:
             a :class:`SpokenStyleOutput` with every intermediate.
         """
-        if not isinstance(seed, int) or isinstance(seed, bool):
-            raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+        runtime.check_seed(seed)
         if layout not in render.LAYOUTS:
             raise ValueError(f"layout must be one of {render.LAYOUTS}, got {layout!r}")
         if side not in render.BUBBLE_SIDES:

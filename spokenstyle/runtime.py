@@ -44,6 +44,8 @@ __all__ = [
     "get_profile",
     "budget",
     "parse_overrides",
+    "MAX_SEED",
+    "check_seed",
     "seed_everything",
     "progress",
     "autocast",
@@ -189,14 +191,26 @@ def budget(name: str, profile: str | None = None) -> Budget:
     return budgets.lookup(name, get_profile(profile))
 
 
+MAX_SEED = 2**63 - 1  # the largest seed every generator of the package takes (a C long long)
+
+
+def check_seed(seed: object, name: str = "seed") -> int:
+    """``seed`` if it is an int from 0 to :data:`MAX_SEED`; else a ValueError (TypeError for a
+    non-int) naming ``name`` and the range. Every public function that takes a seed asks this."""
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"{name} must be an int from 0 to 2**63 - 1, got {type(seed).__name__} {seed!r}")
+    if not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"{name} must be an int from 0 to 2**63 - 1, got {seed}")
+    return seed
+
+
 def seed_everything(seed: int = 0, *, deterministic: bool = True) -> torch.Generator:
     """Seeds Python, NumPy and torch on every device; returns a CPU generator seeded the same.
 
     With ``deterministic`` (the default) cuDNN's autotuner is off and torch warns about
     non-deterministic kernels, so a ``fast`` run on the CPU gives the same numbers every time.
     """
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    check_seed(seed)
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)  # seeds CUDA and MPS generators too

@@ -137,3 +137,39 @@ def test_special_tokens_and_batches():
         T.encode("a ball", "shouting")
     with pytest.raises(TypeError):
         T.encode(None)
+
+
+# issue 37, defects 5 and 7: the tokenizer and the caption seeds under bad input
+@pytest.mark.parametrize("ids, error, message", [
+    ([-1, 5], ValueError, "token id -1 at position 0 is not in the vocabulary"),
+    ([5, 2**63], ValueError, "token id 9223372036854775808 at position 1"),
+    ([4000, 5, 6], ValueError, "token id 4000 at position 0"),  # was silently dropped: decode(...) == 'a'
+    ([5, 2.0], TypeError, "token ids must be ints, got float"),
+    ([True], TypeError, "got bool"),
+    ("abc", TypeError, "list of int ids"),
+    (torch.zeros(2, 3, dtype=torch.long), TypeError, "use decode_batch"),
+])
+def test_decode_names_a_bad_id(ids, error, message):
+    with pytest.raises(error, match=message):
+        T.decode(ids)
+
+
+def test_decode_batch_and_encode_name_what_is_wrong():
+    with pytest.raises(TypeError, match=r"a \(B, T\) batch of ids, got shape \(3,\).*use decode"):
+        T.decode_batch(torch.tensor([5, 6, 7]))
+    with pytest.raises(ValueError, match="token id 999"):
+        T.decode_batch([[5, 6], [999]])
+    with pytest.raises(ValueError, match=r"not valid Unicode.*'\\ud800' at position 3"):
+        T.encode("hi \ud800 there")  # was "TextInputSequence must be str"
+    assert T.decode(torch.tensor(T.encode("a ball"))) == "a ball"
+
+
+@pytest.mark.parametrize("seed, error, message", [(None, TypeError, "seed must be an int.*NoneType"),
+                                                  (1.5, TypeError, "float"), (-1, ValueError, "from 0 to"),
+                                                  (2**63, ValueError, "from 0 to 2\\*\\*63 - 1")])
+def test_caption_seed_is_checked(seed, error, message):
+    spec = sample_scenes([3]).spec(0)
+    for register in ("formal", "spoken"):
+        with pytest.raises(error, match=message):  # was "unsupported operand type(s) for *"
+            caption(spec, register, seed)
+    assert caption(spec, "spoken", 2**63 - 1)

@@ -53,6 +53,9 @@ def test_fuse_is_deterministic_per_seed_and_restores_mode(small):
     # one style image for every sentence = the same image repeated
     one = fu.fuse(small.F, SENTENCES, style[:1], seed=3)
     assert torch.allclose(one, fu.fuse(small.F, SENTENCES, style[:1].expand(2, -1, -1, -1), seed=3))
+    for bad, error in ((-1, ValueError), (2**63, ValueError), (None, TypeError), (1.0, TypeError)):
+        with pytest.raises(error, match=r"seed must be an int from 0 to 2\*\*63 - 1"):
+            fu.fuse(small.F, SENTENCES, style, seed=bad)
 
 
 def test_the_sentence_is_the_content_input(small):

@@ -95,3 +95,32 @@ def test_to_rgb_accepts_any_mode(mode):
 def test_errors(call, error):
     with pytest.raises(error):
         call()
+
+
+# issue 37, defect 4: these raised torch RuntimeErrors about padding and kernel sizes
+@pytest.mark.parametrize("call, message", [
+    (lambda: P.painterly(torch.rand(1, 3, 1, 1), "oil"), r"at least 7 x 7 pixels.*\(1, 1\)"),
+    (lambda: P.painterly(torch.rand(1, 3, 6, 6), "watercolour"), r"at least 7 x 7 pixels.*\(6, 6\)"),
+    (lambda: P.painterly(torch.rand(2, 3, 40, 3), "pencil"), r"at least 7 x 7"),
+    (lambda: P.kuwahara(torch.rand(1, 3, 16, 16), 0), r"radius must be a positive int, got 0"),
+    (lambda: P.kuwahara(torch.rand(1, 3, 16, 16), -2), r"radius must be a positive int, got -2"),
+    (lambda: P.kuwahara(torch.rand(1, 3, 16, 16), 2.5), r"radius must be a positive int, got 2.5"),
+    (lambda: P.kuwahara(torch.rand(1, 3, 16, 16), 16), r"radius 16 needs pictures larger than 16 x 16"),
+    (lambda: P.load_photo("astronaut", 0), r"short_side must be an int from 8 to 2048.*got 0"),
+    (lambda: P.load_photo("astronaut", -5), r"short_side .* got -5"),
+    (lambda: P.load_photo("astronaut", 10_000), r"short_side .* got 10000"),
+    (lambda: P.PhotoPatches("test", size=81), r"from 16 to 80 px for split 'test'"),
+    (lambda: P.PhotoPatches(length=2**64), r"length must be an int from 1 to 2\*\*40"),
+    (lambda: P.PhotoPatches(length=5)[2**63], r"index 9223372036854775808 out of range"),
+])
+def test_bad_sizes_are_named_not_torch_errors(call, message):
+    with pytest.raises((ValueError, IndexError), match=message):
+        call()
+
+
+def test_the_smallest_pictures_the_filters_take_work():
+    x = torch.rand(2, 3, 7, 7)
+    for name in P.PAINTERLY_FILTERS:
+        assert P.painterly(x, name).shape == x.shape
+    assert P.kuwahara(torch.rand(1, 3, 2, 2), 1).shape == (1, 3, 2, 2)
+    assert P.load_photo("chelsea", 8).shape[1:].numel() > 0 and min(P.load_photo("chelsea", 8).shape[1:]) == 8

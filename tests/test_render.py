@@ -209,3 +209,39 @@ def test_auto_bubble_covers_fewer_objects_on_real_renders(style):
     auto = sum(m[rows[render.bubble_side(p, 26, 3)]].sum().item() for m, p in zip(masks, pictures))
     fewer = sum(min(m[r].sum().item() for r in rows.values()) for m in masks)
     assert auto < 0.5 * top and auto <= fewer * 1.2
+
+
+# -- bounds (issue 37, defect 3: a 1 x 4000 picture made a 256 x 1,024,000 image, 12 GB) ----------
+
+@pytest.mark.parametrize("size", [(1, 60), (1, 4000), (4000, 1), (170, 10)])
+def test_typeset_refuses_a_picture_of_extreme_aspect(size):
+    with pytest.raises(ValueError, match=r"more than 16 times longer than it is wide.*crop it"):
+        render.typeset(Image.new("RGB", size), "hello")
+
+
+@pytest.mark.parametrize("layout", render.LAYOUTS)
+def test_typeset_never_grows_past_max_side(layout):
+    huge = render.typeset(Image.new("RGB", (20000, 2000), (200, 30, 30)), "a b c", layout=layout)
+    assert huge.width == render.MAX_SIDE and huge.height < render.MAX_SIDE  # scaled down, aspect kept
+    narrow = render.typeset(Image.new("RGB", (10, 160), (20, 30, 200)), SENTENCE, layout=layout, min_side=256)
+    assert narrow.size[1] <= render.MAX_SIDE * (1 if layout == "bubble" else 1.5)
+    assert narrow.width == 250  # upscaled by 25, not 26: 26 x 160 would pass 4,096
+
+
+def test_wrap_text_stops_once_the_box_is_full():
+    f = render.font(12)
+    megabyte = "word " * 200_000
+    assert len(render.wrap_text(megabyte, f, 100, max_lines=3)) == 4  # enough to know it does not fit in 3
+    assert len(render.wrap_text("x" * 1_000_000, f, 100, max_lines=2)) == 3  # one endless word, cut early
+    fitted = render.fit_text(megabyte, 200, 60, max_font=20)
+    assert fitted.truncated and fitted.height <= 60 and fitted.lines[-1].endswith(render.ELLIPSIS)
+    # the estimate-then-measure wrap keeps every line within the width, as measuring each did
+    lines = render.wrap_text(" ".join(["ab", "wxyz", "i", "MMMM", "ll"] * 40), f, 77)
+    assert all(f.getlength(line) <= 77 for line in lines) and " ".join(lines).count(" ") == 199
+
+
+@pytest.mark.parametrize("kwargs, word", [({"min_side": True}, "min_side"), ({"min_side": 2000}, "min_side"),
+                                          ({"max_font": 0}, "max_font"), ({"min_font": 10_000}, "min_font")])
+def test_typeset_checks_its_sizes(kwargs, word):
+    with pytest.raises(ValueError, match=word):
+        render.typeset(Image.new("RGB", (64, 64)), "hi", **kwargs)

@@ -61,7 +61,7 @@ def test_seed_everything_makes_every_generator_repeat():
     runtime.seed_everything(123)
     b = draw()
     assert a[0] == b[0] and a[1] == b[1] and torch.equal(a[2], b[2])
-    with pytest.raises(ValueError, match="non-negative int"):
+    with pytest.raises(ValueError, match=r"from 0 to 2\*\*63"):
         runtime.seed_everything(-1)
 
 
@@ -144,3 +144,13 @@ def test_run_dir_changes_with_the_budget(tmp_path, monkeypatch):
     row = budgets.BUDGETS["fusion"]
     monkeypatch.setitem(budgets.BUDGETS, "fusion", budgets.Row(fast=row.fast.replace(steps=4), full=row.full))
     assert rt.run_dir("fusion") != first
+
+
+@pytest.mark.parametrize("seed, error", [(-1, ValueError), (2**63, ValueError), (None, TypeError), (True, TypeError),
+                                         (3.0, TypeError), ("7", TypeError)])
+def test_check_seed_names_the_range(seed, error):
+    with pytest.raises(error, match=r"seed must be an int from 0 to 2\*\*63 - 1"):
+        runtime.check_seed(seed)
+    with pytest.raises(error, match="from 0 to"):  # was "Overflow when unpacking long long" at 2**63
+        runtime.seed_everything(seed)
+    assert runtime.check_seed(2**63 - 1) == runtime.MAX_SEED

@@ -252,3 +252,12 @@ def test_slots_to_text_names_each_object():
     assert S.slots_to_text(torch.full((len(COLOURS),), -1)) == "(unreadable)"
     with pytest.raises(ValueError, match="one row of 6"):
         S.slots_to_text(row[None])
+
+
+# issue 37, defect 7: these complained about a dtype and "Overflow when unpacking long long"
+@pytest.mark.parametrize("seeds, message", [([], "no scene seeds"), (torch.zeros(0, dtype=torch.long), "no scene seeds"),
+                                            ([2**63], "from 0 to 2\\*\\*63 - 1, got 9223372036854775808"),
+                                            ([3, -1], "from 0 to 2\\*\\*63 - 1, got -1")])
+def test_bad_seed_lists_are_named(seeds, message):
+    with pytest.raises(ValueError, match=message):
+        S.sample_scenes(seeds)

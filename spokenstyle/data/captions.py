@@ -33,6 +33,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
+from ..runtime import check_seed
 from .scenes import COLOURS, INVERSE_RELATION, SHAPES, SIZES, Obj, SceneBatch, SceneSpec
 
 __all__ = [
@@ -365,14 +366,14 @@ def _tidy(text: str, capitalise: bool) -> str:
 
 def formal_caption(spec: SceneSpec, seed: int = 0) -> str:
     """A formal description of ``spec``; the same (spec, seed) always gives the same caption."""
-    g = _Gen(_check_spec(spec), random.Random(seed * 2 + 1), "formal")
+    g = _Gen(_check_spec(spec), random.Random(check_seed(seed) * 2 + 1), "formal")
     text = (_f1, _f2, _f3)[len(spec.objects) - 1](g)
     return _tidy(text, capitalise=True)
 
 
 def spoken_caption(spec: SceneSpec, seed: int = 0) -> str:
     """A colloquial description of ``spec``; the same (spec, seed) always gives the same caption."""
-    g = _Gen(_check_spec(spec), random.Random(seed * 2 + 2), "spoken")
+    g = _Gen(_check_spec(spec), random.Random(check_seed(seed) * 2 + 2), "spoken")
     text = (_s1, _s2, _s3)[len(spec.objects) - 1](g)
     return _tidy(text, capitalise=g.chance(0.3))
 
@@ -381,6 +382,7 @@ def caption(spec: SceneSpec, register: str = "formal", seed: int = 0) -> str:
     """A caption of ``spec`` in ``register`` ("formal" or "spoken")."""
     if register not in REGISTERS:
         raise ValueError(f"unknown register {register!r}; expected one of {REGISTERS}")
+    check_seed(seed)
     return (formal_caption if register == "formal" else spoken_caption)(spec, seed)
 
 

@@ -129,4 +129,9 @@ def content_of_specs(specs: Sequence[SceneSpec | None],
 
 def sentence_slots(sentences: Sequence[str]) -> torch.Tensor:
     """(B, 6) colour slots the parser reads from each sentence; -1 for a sentence it cannot read."""
+    if isinstance(sentences, (str, bytes)) or not isinstance(sentences, Sequence):
+        raise TypeError(f"sentences must be a list of str, got {type(sentences).__name__}")
+    for i, s in enumerate(sentences):
+        if not isinstance(s, str):
+            raise TypeError(f"sentences[{i}] must be a str, got {type(s).__name__}")
     return slots_of_specs([try_parse(s) for s in sentences])

@@ -134,9 +134,16 @@ def to_rgb(image: Image.Image | np.ndarray) -> np.ndarray:
     return np.asarray(image.convert("RGB"))
 
 
+MIN_FILTER_SIZE = 7  # the painterly filters' widest reflect padding needs pictures of at least 7 x 7
+MAX_SHORT_SIDE = 2048  # load_photo's largest short side: the bundled photos are at most 768 px; more is only memory
+
+
 @lru_cache(maxsize=None)
 def load_photo(name: str, short_side: int = SHORT_SIDE) -> torch.Tensor:
-    """Photo ``name`` as float (3, H, W) in [0, 1], resized so that its shorter side is ``short_side``."""
+    """Photo ``name`` as float (3, H, W) in [0, 1], resized so that its shorter side is
+    ``short_side`` (an int from 8 to :data:`MAX_SHORT_SIDE`, which bounds the memory it takes)."""
+    if isinstance(short_side, bool) or not isinstance(short_side, int) or not 8 <= short_side <= MAX_SHORT_SIDE:
+        raise ValueError(f"short_side must be an int from 8 to {MAX_SHORT_SIDE} (pixels), got {short_side!r}")
     with Image.open(photo_path(name)) as im:
         arr = to_rgb(im)
     x = torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div(255.0)[None]  # (1, 3, H, W)
@@ -160,11 +167,14 @@ def _region(name: str, split: str) -> tuple[int, int, int, int]:
 # painterly filters (batched: (B, 3, H, W) in [0, 1] -> same)
 
 
-def _check_images(x: torch.Tensor) -> torch.Tensor:
+def _check_images(x: torch.Tensor, min_size: int = MIN_FILTER_SIZE) -> torch.Tensor:
     if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != 3:
         raise ValueError(f"expected images (B, 3, H, W), got {tuple(x.shape) if isinstance(x, torch.Tensor) else type(x)}")
     if not x.dtype.is_floating_point:
         raise TypeError(f"expected float images in [0, 1], got dtype {x.dtype}")
+    if min(x.shape[-2:]) < min_size:
+        raise ValueError(f"the painterly filters need pictures of at least {min_size} x {min_size} pixels "
+                         f"(their reflect padding), got {tuple(x.shape[-2:])}")
     return x
 
 
@@ -174,8 +184,16 @@ def _luma(x: torch.Tensor) -> torch.Tensor:
 
 def kuwahara(x: torch.Tensor, radius: int = 3) -> torch.Tensor:
     """The Kuwahara filter: each pixel gets the mean colour of the one of its four
-    (radius+1)^2 quadrants whose brightness varies least (Kuwahara et al. 1976)."""
-    x = _check_images(x)
+    (radius+1)^2 quadrants whose brightness varies least (Kuwahara et al. 1976).
+
+    Raises:
+        ValueError: ``radius`` is not an int from 1 to (the picture's shorter side − 1)."""
+    if isinstance(radius, bool) or not isinstance(radius, int) or radius < 1:
+        raise ValueError(f"radius must be a positive int, got {radius!r}")
+    x = _check_images(x, min_size=1)
+    if radius >= min(x.shape[-2:]):
+        raise ValueError(f"radius {radius} needs pictures larger than {radius} x {radius} pixels (its reflect "
+                         f"padding), got {tuple(x.shape[-2:])}")
     k = radius + 1
     pad = F.pad(x, (radius, radius, radius, radius), mode="reflect")
     lum = _luma(pad)
@@ -312,13 +330,20 @@ def _filters_for(seeds: torch.Tensor, filter: str) -> list[str]:
     return [names[min(int(v * len(names)), len(names) - 1)] for v in u]
 
 
+@lru_cache(maxsize=None)
+def largest_patch(split: str) -> int:
+    """The largest patch every photo's ``split`` region holds (80 px for "test", 176 for "train")."""
+    return min(min(_region(name, split)[2:]) for name in PHOTO_NAMES)
+
+
 def _check_common(split: str, size: int, length: int) -> None:
     if split not in PHOTO_SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {tuple(PHOTO_SPLITS)}")
-    if isinstance(size, bool) or not isinstance(size, int) or not 16 <= size <= 128:
-        raise ValueError(f"patch size must be an int from 16 to 128 px, got {size!r}")
-    if isinstance(length, bool) or not isinstance(length, int) or length < 1:
-        raise ValueError(f"length must be a positive int, got {length!r}")
+    if isinstance(size, bool) or not isinstance(size, int) or not 16 <= size <= min(128, largest_patch(split)):
+        raise ValueError(f"patch size must be an int from 16 to {min(128, largest_patch(split))} px for split "
+                         f"{split!r} (its regions of the photos are no larger), got {size!r}")
+    if isinstance(length, bool) or not isinstance(length, int) or not 1 <= length <= 2**40:
+        raise ValueError(f"length must be an int from 1 to 2**40, got {length!r}")
 
 
 class PhotoPatches(Dataset):
@@ -343,9 +368,14 @@ class PhotoPatches(Dataset):
         return self.length
 
     def seeds(self, indices: Sequence[int]) -> torch.Tensor:
-        idx = torch.as_tensor(list(indices), dtype=torch.int64)
-        if idx.numel() and (int(idx.min()) < -self.length or int(idx.max()) >= self.length):
-            raise IndexError(f"index out of range for a dataset of length {self.length}")
+        indices = list(indices)
+        for i in indices:
+            if isinstance(i, bool) or not isinstance(i, (int, np.integer)) and not (
+                    isinstance(i, torch.Tensor) and i.dim() == 0 and not i.is_floating_point()):
+                raise TypeError(f"an index must be an int, got {type(i).__name__} {i!r}")
+            if not -self.length <= int(i) < self.length:
+                raise IndexError(f"index {int(i)} out of range for a dataset of length {self.length}")
+        idx = torch.as_tensor([int(i) for i in indices], dtype=torch.int64)
         return PHOTO_SPLITS[self.split][0] + idx % self.length
 
     def batch(self, indices: Sequence[int]) -> dict[str, Any]:

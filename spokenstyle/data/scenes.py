@@ -109,16 +109,25 @@ def _mix32(x: torch.Tensor) -> torch.Tensor:
 
 
 def as_seeds(seeds: int | Sequence[int] | torch.Tensor, device: torch.device | str | None = None) -> torch.Tensor:
-    """Scene seeds as a 1-D int64 tensor; raises on negative or non-integer seeds."""
+    """Scene seeds as a 1-D int64 tensor; raises on an empty, negative or non-integer seed list."""
     if isinstance(seeds, bool):
         raise TypeError("seeds must be integers, got a bool")
     if isinstance(seeds, int):
         seeds = [seeds]
+    if not isinstance(seeds, torch.Tensor):
+        seeds = list(seeds)
+        if not seeds:
+            raise ValueError("no scene seeds: give at least one seed (an int, a list of ints or a 1-D tensor)")
+        big = [s for s in seeds if isinstance(s, int) and not 0 <= s < 2**63]
+        if big:
+            raise ValueError(f"scene seeds must be ints from 0 to 2**63 - 1, got {big[0]}")
     t = torch.as_tensor(seeds, device=device)
     if t.dtype.is_floating_point or t.dtype == torch.bool or t.is_complex():
         raise TypeError(f"seeds must be integers, got dtype {t.dtype}")
     t = t.to(torch.int64).reshape(-1)
-    if t.numel() and int(t.min()) < 0:
+    if t.numel() == 0:
+        raise ValueError("no scene seeds: give at least one seed (an int, a list of ints or a 1-D tensor)")
+    if int(t.min()) < 0:
         raise ValueError(f"seeds must be non-negative, got min {int(t.min())}")
     return t
 

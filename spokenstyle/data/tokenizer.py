@@ -124,20 +124,58 @@ def _register_id(register: str | None, tok: Tokenizer) -> list[int]:
     return [tok.token_to_id(f"<{register}>")]
 
 
-def encode(text: str, register: str | None = None, *, special: bool = True,
-           tokenizer: Tokenizer | None = None) -> list[int]:
-    """Token ids of ``text``: ``[<bos>, <register>?, words..., <eos>]`` (no specials if ``special=False``)."""
+def _check_text(text: object) -> str:
     if not isinstance(text, str):
         raise TypeError(f"encode expects a string, got {type(text).__name__}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise ValueError(f"the text is not valid Unicode: {err.reason} ({text[err.start:err.end]!r} at position "
+                         f"{err.start}); a lone surrogate usually comes from bytes decoded with the wrong codec") from None
+    return text
+
+
+def _check_ids(ids: Sequence[int] | torch.Tensor, size: int) -> list[int]:
+    """Token ids as a list of ints in [0, size); a clear error for anything else."""
+    if isinstance(ids, torch.Tensor):
+        if ids.dim() != 1 or ids.dtype.is_floating_point or ids.dtype == torch.bool:
+            raise TypeError(f"decode takes one sentence: a 1-D integer tensor or list of ids, got a "
+                            f"{ids.dim()}-D {ids.dtype} tensor (for a batch (B, T) use decode_batch)")
+        ids = ids.tolist()
+    if isinstance(ids, (str, bytes)) or not isinstance(ids, Sequence):
+        raise TypeError(f"decode takes a list of int ids, got {type(ids).__name__}")
+    out = []
+    for k, i in enumerate(ids):
+        if isinstance(i, bool) or not isinstance(i, int):
+            raise TypeError(f"token ids must be ints, got {type(i).__name__} {i!r} at position {k}")
+        if not 0 <= i < size:
+            raise ValueError(f"token id {i} at position {k} is not in the vocabulary (ids 0 to {size - 1})")
+        out.append(i)
+    return out
+
+
+def encode(text: str, register: str | None = None, *, special: bool = True,
+           tokenizer: Tokenizer | None = None) -> list[int]:
+    """Token ids of ``text``: ``[<bos>, <register>?, words..., <eos>]`` (no specials if ``special=False``).
+
+    Raises:
+        TypeError: not a str. ValueError: not valid Unicode (a lone surrogate), or an unknown register.
+    """
+    text = _check_text(text)
     tok = tokenizer or load_tokenizer()
     ids = tok.encode(text, add_special_tokens=False).ids
     return [BOS_ID, *_register_id(register, tok), *ids, EOS_ID] if special else ids
 
 
 def decode(ids: Sequence[int] | torch.Tensor, *, tokenizer: Tokenizer | None = None) -> str:
-    """Text of token ids; special tokens are dropped and decoding stops at the first ``<eos>``."""
+    """Text of token ids; special tokens are dropped and decoding stops at the first ``<eos>``.
+
+    Raises:
+        TypeError: not a list (or 1-D tensor) of ints. ValueError: an id outside the vocabulary
+            (an unknown id is an error, never silently dropped).
+    """
     tok = tokenizer or load_tokenizer()
-    ids = ids.tolist() if isinstance(ids, torch.Tensor) else list(ids)
+    ids = _check_ids(ids, tok.get_vocab_size())
     if EOS_ID in ids:
         ids = ids[: ids.index(EOS_ID)]
     return tok.decode(ids, skip_special_tokens=True)
@@ -159,8 +197,13 @@ def encode_batch(texts: Sequence[str], register: str | None = None, *, max_len: 
     return ids, ids != PAD_ID
 
 
-def decode_batch(ids: torch.Tensor, *, tokenizer: Tokenizer | None = None) -> list[str]:
-    """:func:`decode` for every row of a (B, T) tensor."""
+def decode_batch(ids: torch.Tensor | Sequence[Sequence[int]], *, tokenizer: Tokenizer | None = None) -> list[str]:
+    """:func:`decode` for every row of a (B, T) tensor (or a list of id lists)."""
+    if isinstance(ids, torch.Tensor) and ids.dim() != 2:
+        raise TypeError(f"decode_batch takes a (B, T) batch of ids, got shape {tuple(ids.shape)} "
+                        "(for one sentence use decode)")
+    if not isinstance(ids, torch.Tensor) and (isinstance(ids, (str, bytes)) or not isinstance(ids, Sequence)):
+        raise TypeError(f"decode_batch takes a (B, T) tensor or a list of id lists, got {type(ids).__name__}")
     return [decode(row, tokenizer=tokenizer) for row in ids]
 
 

@@ -61,7 +61,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from .. import checkpoints
+from .. import checkpoints, runtime
 from ..checkpoints import Pretrained
 from ..data.content import N_PAIR_CLASSES, PAIRS
 from ..data.images import as_images
@@ -698,9 +698,9 @@ def caption_images(S: Captioner, images: torch.Tensor, register: str = "spoken",
     (:meth:`Captioner.generate`'s ``method`` and its keyword arguments)."""
     if not isinstance(S, Captioner):
         raise TypeError(f"S must be a Captioner, got {type(S).__name__}")
+    g = torch.Generator().manual_seed(runtime.check_seed(seed))
     S.eval()
     texts, rows = [], []
-    g = torch.Generator().manual_seed(seed)
     for start in range(0, images.shape[0], batch_size):
         x = images[start: start + batch_size].to(S.device)
         extra = dict(kwargs, generator=g) if method == "sample" else kwargs

@@ -728,8 +728,7 @@ def fuse(F: FusionGenerator, sentences: list[str], style_images: torch.Tensor, *
     """
     if not isinstance(F, FusionGenerator):
         raise TypeError(f"F must be a FusionGenerator (see load_fusion), got {type(F).__name__}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    runtime.check_seed(seed)
     c = F.config
     tokens = tokenize(sentences, c)
     style = _style_input(style_images, len(tokens), c.resolution)

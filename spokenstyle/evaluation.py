@@ -48,6 +48,7 @@ from .text_metrics import attribute_accuracy, bleu, classifier_rate, distinct_n,
 
 __all__ = [
     "evaluate_images",
+    "style_breakdown",
     "feature_accuracy",
     "judge_report",
     "TranslationScores",
@@ -151,6 +152,33 @@ def feature_accuracy(net: FeatureNet, images: torch.Tensor, targets: torch.Tenso
             "colour_set_accuracy": right["colours"] / n, "shape_accuracy": right["shape"] / objects,
             "size_accuracy": right["size"] / objects, "scene_accuracy": right["scene"] / n,
             "confident_rate": right["confident"] / n}
+
+
+@torch.no_grad()
+def style_breakdown(images: torch.Tensor, extractor: FeatureNet, *, requested: torch.Tensor | None = None,
+                    threshold: float = 0.9, batch_size: int = 500) -> dict[str, dict[str, float]]:
+    """Per style, what a feature extractor reads in generated pictures: ``share`` of the pictures in
+    that style, their ``confident`` share (confidence ≥ ``threshold``,
+    :func:`~spokenstyle.models.features.confidence`) and, when the styles were ``requested`` (a
+    conditional generator's class ids, (N,)), ``accuracy``: how often the extractor reads the style
+    asked for. Pictures are grouped by the requested style if given, else by the style read."""
+    if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] != 3:
+        raise ValueError(f"images must be (N, 3, H, W) in [0, 1], got "
+                         f"{tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__}")
+    if requested is not None and (not isinstance(requested, torch.Tensor) or requested.shape != images.shape[:1]):
+        raise ValueError(f"requested must be ({images.shape[0]},) style ids, got {getattr(requested, 'shape', requested)}")
+    _, conf = extract_features(extractor, images, with_confidence=True)
+    read = torch.cat([extractor.read(chunk)[0].argmax(-1) for chunk in images.split(batch_size)])
+    group = requested.cpu() if requested is not None else read
+    out = {}
+    for s, name in enumerate(STYLES):
+        mask = group == s
+        row = {"share": float(mask.float().mean()),
+               "confident": float((conf[mask] >= threshold).float().mean()) if mask.any() else float("nan")}
+        if requested is not None:
+            row["accuracy"] = float((read[mask] == s).float().mean()) if mask.any() else float("nan")
+        out[name] = row
+    return out
 
 
 # -- judges (chapters 1 and 5) ----------------------------------------------------------------

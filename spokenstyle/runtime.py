@@ -311,10 +311,12 @@ def report_models(**modules: torch.nn.Module) -> None:
     """Records which device each model's parameters live on (the trainer calls this), so
     ``make gpu-check`` can fail a notebook that left its models on the CPU."""
     for name, module in modules.items():
-        param = next(iter(module.parameters()), None)
-        device = str(param.device) if param is not None else "no-parameters"
+        tensor = next(iter(module.parameters()), None)
+        if tensor is None:  # a module of buffers only (e.g. an adaptive augmentation's state)
+            tensor = next(iter(module.buffers()), None)
+        device = str(tensor.device) if tensor is not None else "no-parameters"
         _append_report({"kind": "model", "name": name, "device": device,
-                        "accelerator": param is not None and is_accelerator(param.device)})
+                        "accelerator": tensor is not None and is_accelerator(tensor.device)})
 
 
 @dataclass(frozen=True)

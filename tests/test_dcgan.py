@@ -203,3 +203,112 @@ def test_train_dcgan_keeps_an_average_of_g_and_decays_the_lr(tmp_path):
     assert all(torch.equal(x, y) for x, y in zip(again.state_dict().values(), g_ema.state_dict().values()))
     history, none = rdc.train_dcgan(dc.dcgan(**TINY), lambda step: images[:8], steps=2, device="cpu")
     assert none is None
+
+
+# -- conditional on the style, augmentation, R1, two time-scales (issue 36) ------------------------
+
+COND = dict(TINY, n_classes=3, spectral_norm=True)
+
+
+def test_a_conditional_pair_draws_and_judges_per_class():
+    torch.manual_seed(0)
+    model = dc.dcgan(**COND)
+    z, y = torch.randn(6, 8), torch.tensor([0, 1, 2, 0, 1, 2])
+    model.eval()  # and D's spectral normalisation stays put between the calls compared below
+    x = model.G(z, y)
+    assert x.shape == (6, 3, 32, 32)
+    same_z = model.G(z[:1].expand(3, -1), torch.arange(3))
+    assert not torch.equal(same_z[0], same_z[1])  # the class changes the picture for the same z
+    scores = model.D(x, y)
+    assert scores.shape == (6,)
+    # the projection: D(x, y) - D(x, y') = <e_y - e_y', sum_hw phi(x)>
+    phi = model.D.net[:-1](x).sum((2, 3))
+    diff = model.D(x, y) - model.D(x, (y + 1) % 3)
+    expected = ((model.D.embed(y) - model.D.embed((y + 1) % 3)) * phi).sum(1)
+    assert torch.allclose(diff, expected, atol=1e-5)
+    a, b = model.G.generate(z=z), model.G.generate(z=z, y=torch.arange(6) % 3)
+    assert torch.equal(a, b)  # default classes: i % n_classes
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda G, D: G(torch.randn(2, 8)), "conditional: give y"),
+    (lambda G, D: G(torch.randn(2, 8), torch.tensor([0, 3])), "class ids must be in \\[0, 3\\)"),
+    (lambda G, D: G(torch.randn(2, 8), torch.tensor([0.0, 1.0])), "integer tensor"),
+    (lambda G, D: D(torch.zeros(2, 3, 32, 32), torch.tensor([1])), "a \\(2,\\) integer tensor"),
+])
+def test_conditional_inputs_are_checked(call, message):
+    model = dc.dcgan(**COND)
+    with pytest.raises(ValueError, match=message):
+        call(model.G, model.D)
+    with pytest.raises(ValueError, match="unconditional"):
+        dc.dcgan(**TINY).G(torch.randn(2, 8), torch.tensor([0, 1]))
+
+
+def test_an_unconditional_config_keeps_its_keys_and_draws():
+    """n_classes = 0 is exactly the pair the shipped unconditional checkpoints were saved from."""
+    torch.manual_seed(0)
+    plain = dc.dcgan(**TINY)
+    torch.manual_seed(0)
+    again = dc.dcgan(**TINY, n_classes=0)
+    assert list(plain.state_dict()) == list(again.state_dict())
+    assert all(torch.equal(a, b) for a, b in zip(plain.state_dict().values(), again.state_dict().values()))
+    conditional = dc.dcgan(**dict(TINY, n_classes=2)).state_dict()
+    assert "D.embed.weight" in conditional and "D.embed.weight" not in plain.state_dict()
+
+
+def _fake_trainer(model, **extra):
+    """The two modules and optimisers gan_step needs, without the training loop."""
+    class T:
+        modules = {"G": model.G, "D": model.D, **extra}
+        autocast = staticmethod(lambda: torch.autocast("cpu", enabled=False))
+        def optimize(self, name, loss):
+            self.losses[name] = float(loss.detach())
+        losses: dict = {}
+    return T()
+
+
+def test_r1_adds_the_gradient_penalty_of_the_real_scores():
+    torch.manual_seed(0)
+    model = dc.dcgan(**COND)
+    model.D.eval()  # spectral normalisation's power iteration stays put: D is the same function in every call
+    images, y = torch.rand(4, 3, 32, 32), torch.tensor([0, 1, 2, 0])
+    runs = {}
+    for r1 in (0.0, 10.0):
+        t = _fake_trainer(model)
+        torch.manual_seed(1)
+        rdc.gan_step(t, (images, y), 0, loss="hinge", r1=r1)
+        runs[r1] = t.losses["D"]
+    x = (images * 2 - 1).requires_grad_(True)
+    (grad,) = torch.autograd.grad(model.D(x, y).sum(), x)
+    penalty = 0.5 * 10.0 * grad.square().flatten(1).sum(1).mean()
+    assert runs[10.0] - runs[0.0] == pytest.approx(float(penalty), rel=1e-3)
+
+
+def test_train_dcgan_with_augmentation_ada_r1_and_two_learning_rates(tmp_path):
+    torch.manual_seed(0)
+    model = dc.dcgan(**COND)
+    images, y = torch.rand(16, 3, 32, 32), torch.arange(16) % 3
+    history, g_ema = rdc.train_dcgan(model, lambda step: (images[:8], y[:8]), steps=8, lr=1e-3, d_lr=4e-3,
+                                     loss="hinge", ema_decay=0.5, augment="translation,cutout", ada_target=0.6,
+                                     ada_speed=100, r1=1.0, device="cpu", checkpoint_dir=tmp_path / "run")
+    assert len(history["ada_p"]) == 8 and all(0.0 <= p <= 1.0 for p in history["ada_p"])
+    assert max(history["ada_p"]) > 0  # D is sure of 8 reals at once: p rose
+    assert torch.isfinite(torch.tensor(history["loss_D"])).all()
+    optimizers = rdc.adam_optimizers(model, lr=1e-3, d_lr=4e-3)
+    assert optimizers["G"].param_groups[0]["lr"] == 1e-3 and optimizers["D"].param_groups[0]["lr"] == 4e-3
+    with pytest.raises(ValueError, match="ada_target needs an augment policy"):
+        rdc.train_dcgan(dc.dcgan(**COND), lambda step: (images[:8], y[:8]), steps=1, ada_target=0.6, device="cpu")
+
+
+def test_d_outputs_measures_without_changing_d():
+    torch.manual_seed(0)
+    model = dc.dcgan(**COND)
+    seen, unseen = torch.rand(10, 3, 32, 32), torch.rand(7, 3, 32, 32)
+    y_seen, y_unseen = torch.arange(10) % 3, torch.arange(7) % 3
+    before = {k: v.clone() for k, v in model.D.state_dict().items()}  # spectral norm's u vectors included
+    a = rdc.d_outputs(model.D, seen, unseen, y_seen=y_seen, y_unseen=y_unseen, batch_size=4)
+    assert all(torch.equal(before[k], v) for k, v in model.D.state_dict().items()) and model.D.training
+    model.D.eval()
+    with torch.no_grad():
+        expected = (float(model.D(seen * 2 - 1, y_seen).mean()), float(model.D(unseen * 2 - 1, y_unseen).mean()))
+    assert a == pytest.approx(expected, abs=1e-6)

@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "spokenstyle"
 LAYERS: dict[str, int] = {
     # 0: foundations and pure mathematics
     "budgets": 0, "runtime": 0, "checkpoints": 0, "data": 0, "losses": 0, "theory": 0, "metrics": 0,
-    "text_metrics": 0, "render": 0,
+    "text_metrics": 0, "render": 0, "augment": 0,
     # 1: architectures and inference
     "models": 1, "stylization": 1,
     # 2: the training loop and the scorecards

@@ -289,3 +289,17 @@ def test_shipped_feature_extractor_reads_real_renders():
     images, scenes, styles = real_renders(60, split="features_test", size=32)
     acc = evaluation.feature_accuracy(net, images, feat.feature_targets(scenes, styles))
     assert acc["style_accuracy"] >= 0.95
+
+
+def test_style_breakdown_groups_by_the_style_read_or_requested():
+    net = feat.feature_extractor(weights="features")
+    images, _, styles = real_renders(120, split="features_test", size=32)
+    by_read = evaluation.style_breakdown(images, net)
+    assert sum(row["share"] for row in by_read.values()) == pytest.approx(1.0)
+    assert all(row["share"] > 0.1 and "accuracy" not in row for row in by_read.values())  # ~1/6 each
+    asked = evaluation.style_breakdown(images, net, requested=styles)
+    assert all(row["accuracy"] >= 0.9 for row in asked.values())  # real renders read as their own style
+    shuffled = evaluation.style_breakdown(images, net, requested=styles.roll(1))
+    assert sum(row["accuracy"] for row in shuffled.values()) / 6 < 0.3  # the wrong requests are caught
+    with pytest.raises(ValueError, match="requested must be \\(120,\\)"):
+        evaluation.style_breakdown(images, net, requested=styles[:5])

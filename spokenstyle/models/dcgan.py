@@ -23,6 +23,15 @@ References:
 Deviations from the paper, each chosen for small CPU-friendly models: the latent is 64-D (the
 paper uses 100), the width is configurable (the paper's 64 px generator has 1024 channels at
 4 × 4; ours has ``g_width * 8``), and 32 px models drop one block at each end.
+
+**Conditional on the style** (``DCGANConfig.n_classes`` > 0; the step from the unconditional
+DCGAN to chapter 7's F): G's BatchNorms become *conditional* BatchNorms, whose scale and shift
+are looked up per class (de Vries et al. 2017; Dumoulin et al. 2017's conditional instance
+norm; Miyato & Koyama 2018's generators), and D gets a *projection* term: its features φ(x),
+summed over space, dotted with a learned embedding of the class, added to the unconditional
+score (Miyato & Koyama 2018, https://arxiv.org/abs/1802.05637). G no longer has to discover the
+six styles as clusters of its latent space, and D judges "a real picture *of this style*".
+With ``n_classes = 0`` the networks are exactly the unconditional ones (same weights, same keys).
 """
 
 from __future__ import annotations
@@ -39,6 +48,7 @@ from ..checkpoints import Pretrained
 
 __all__ = [
     "DCGANConfig",
+    "ConditionalBatchNorm2d",
     "Generator",
     "Discriminator",
     "DCGAN",
@@ -75,29 +85,62 @@ def dcgan_init_(module: nn.Module) -> None:
 
     "All weights were initialized from a zero-centered Normal distribution with standard
     deviation 0.02" (Radford et al. 2016, §4). BatchNorm scales start at N(1, 0.02) and every
-    bias at 0, as in the PyTorch DCGAN example.
+    bias at 0, as in the PyTorch DCGAN example; a conditional BatchNorm's per-class scales and
+    shifts alike.
     """
     if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
         nn.init.normal_(module.weight, 0.0, 0.02)
         if module.bias is not None:
             nn.init.zeros_(module.bias)
-    elif isinstance(module, nn.BatchNorm2d):
+    elif isinstance(module, nn.BatchNorm2d) and module.affine:
         nn.init.normal_(module.weight, 1.0, 0.02)
         nn.init.zeros_(module.bias)
+    elif isinstance(module, ConditionalBatchNorm2d):
+        nn.init.normal_(module.gamma.weight, 1.0, 0.02)
+        nn.init.zeros_(module.beta.weight)
 
 
 # -- blocks ------------------------------------------------------------------------------------
 
+class ConditionalBatchNorm2d(nn.Module):
+    """BatchNorm whose scale and shift depend on a class: ``γ[y] · (x − μ) / σ + β[y]``.
+
+    The statistics μ, σ are the batch's, as in plain BatchNorm (no learned affine of its own);
+    γ and β are embeddings of the class, starting near 1 and at 0 (:func:`dcgan_init_`) so that a
+    fresh network is nearly the unconditional one (de Vries et al. 2017, "Modulating early visual
+    processing by language"; Miyato & Koyama 2018 use it in their conditional generators).
+    """
+
+    def __init__(self, channels: int, n_classes: int) -> None:
+        super().__init__()
+        self.bn = nn.BatchNorm2d(channels, affine=False)
+        self.gamma = nn.Embedding(n_classes, channels)
+        self.beta = nn.Embedding(n_classes, channels)
+        nn.init.ones_(self.gamma.weight)
+        nn.init.zeros_(self.beta.weight)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """x (B, C, H, W), y (B,) class ids → (B, C, H, W)."""
+        return self.gamma(y)[:, :, None, None] * self.bn(x) + self.beta(y)[:, :, None, None]
+
+
+def _norm(channels: int, batch_norm: bool, n_classes: int) -> nn.Module:
+    if not batch_norm:
+        return nn.Identity()
+    return ConditionalBatchNorm2d(channels, n_classes) if n_classes else nn.BatchNorm2d(channels)
+
+
 class UpBlock(nn.Sequential):
     """Transposed convolution (kernel 4, stride 2, padding 1) doubling H and W → BatchNorm → ReLU.
 
-    Without BatchNorm the convolution gets a bias (BatchNorm's shift makes one redundant).
+    Without BatchNorm the convolution gets a bias (BatchNorm's shift makes one redundant); with
+    ``n_classes`` the BatchNorm is conditional (:class:`ConditionalBatchNorm2d`).
     """
 
-    def __init__(self, c_in: int, c_out: int, *, batch_norm: bool = True) -> None:
+    def __init__(self, c_in: int, c_out: int, *, batch_norm: bool = True, n_classes: int = 0) -> None:
         super().__init__(
             nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1, bias=not batch_norm),  # (B, c_out, 2H, 2W)
-            nn.BatchNorm2d(c_out) if batch_norm else nn.Identity(),
+            _norm(c_out, batch_norm, n_classes),
             nn.ReLU(inplace=True),
         )
 
@@ -127,6 +170,7 @@ class DCGANConfig:
     batch_norm: bool = True  # the paper's stabiliser; False reproduces the book's instructive failure
     spectral_norm: bool = False  # D's convolutions spectrally normalised (Miyato et al. 2018); D then has no BatchNorm
     leaky_slope: float = 0.2  # LeakyReLU slope in D (paper, §3)
+    n_classes: int = 0  # 0: unconditional (the paper); 6: conditioned on the ShapeScenes style (see the module doc)
 
     def __post_init__(self) -> None:
         if self.resolution not in (32, 64):
@@ -137,6 +181,12 @@ class DCGANConfig:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
         if not 0.0 <= self.leaky_slope < 1.0:
             raise ValueError(f"leaky_slope must be in [0, 1), got {self.leaky_slope!r}")
+        if not isinstance(self.n_classes, int) or isinstance(self.n_classes, bool) or self.n_classes < 0:
+            raise ValueError(f"n_classes must be an int >= 0 (0: unconditional), got {self.n_classes!r}")
+
+    @property
+    def conditional(self) -> bool:
+        return self.n_classes > 0
 
     @property
     def n_blocks(self) -> int:
@@ -147,7 +197,7 @@ class DCGANConfig:
 # -- models ------------------------------------------------------------------------------------
 
 class Generator(nn.Module):
-    """z (B, latent_dim) → image (B, channels, R, R) in [-1, 1].
+    """z (B, latent_dim) (and, when conditional, class ids y (B,)) → image (B, channels, R, R) in [-1, 1].
 
     Layout at 32 px with ``g_width = w``: z → 4×4×4w → 8×8×2w → 16×16×w → 32×32×3 (tanh).
     """
@@ -158,27 +208,33 @@ class Generator(nn.Module):
             raise TypeError(f"config must be a DCGANConfig, got {type(config).__name__}")
         self.config = config
         c = config.g_width * 2 ** config.n_blocks  # channels at 4 × 4
-        bn = config.batch_norm
+        bn, k = config.batch_norm, config.n_classes
         # project and reshape: a 4 × 4 transposed convolution on a 1 × 1 "image" of z
         layers: list[nn.Module] = [
             nn.ConvTranspose2d(config.latent_dim, c, 4, stride=1, padding=0, bias=not bn),  # (B, c, 4, 4)
-            nn.BatchNorm2d(c) if bn else nn.Identity(),
+            _norm(c, bn, k),
             nn.ReLU(inplace=True),
         ]
         for _ in range(config.n_blocks):
-            layers.append(UpBlock(c, c // 2, batch_norm=bn))  # (B, c/2, 2H, 2W)
+            layers.append(UpBlock(c, c // 2, batch_norm=bn, n_classes=k))  # (B, c/2, 2H, 2W)
             c //= 2
         # no BatchNorm on G's output layer (paper, §3): it would pin the image statistics
         layers += [nn.ConvTranspose2d(c, config.channels, 4, stride=2, padding=1), nn.Tanh()]  # (B, 3, R, R)
         self.net = nn.Sequential(*layers)
         self.apply(dcgan_init_)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        """(B, latent_dim) → (B, channels, R, R) in [-1, 1] (tanh)."""
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, latent_dim) [and (B,) class ids when conditional] → (B, channels, R, R) in [-1, 1] (tanh)."""
         if not isinstance(z, torch.Tensor) or z.dim() != 2 or z.shape[1] != self.config.latent_dim:
             shape = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
             raise ValueError(f"z must have shape (B, {self.config.latent_dim}), got {shape}")
-        return self.net(z[:, :, None, None])  # (B, latent_dim, 1, 1) → (B, 3, R, R)
+        y = _check_classes(y, z.shape[0], self.config, "G")
+        x = z[:, :, None, None]  # (B, latent_dim, 1, 1)
+        if y is None:
+            return self.net(x)  # (B, 3, R, R)
+        for layer in _leaves(self.net):  # the same layers, the conditional BatchNorms given y
+            x = layer(x, y) if isinstance(layer, ConditionalBatchNorm2d) else layer(x)
+        return x
 
     def sample_latent(self, n: int, *, generator: torch.Generator | None = None,
                       device: torch.device | str | None = None) -> torch.Tensor:
@@ -190,29 +246,62 @@ class Generator(nn.Module):
         return torch.randn(n, self.config.latent_dim, generator=generator).to(device)
 
     @torch.no_grad()
-    def generate(self, n: int | None = None, *, z: torch.Tensor | None = None,
+    def generate(self, n: int | None = None, *, z: torch.Tensor | None = None, y: torch.Tensor | None = None,
                  generator: torch.Generator | None = None, batch_size: int = 512) -> torch.Tensor:
         """Samples as images in [0, 1] (converted from tanh's [-1, 1]), in eval mode, on G's device.
 
-        Give either ``n`` (z drawn from ``generator``) or ``z`` itself. Returns (n, 3, R, R).
-        The model's train/eval mode is restored afterwards.
+        Give either ``n`` (z drawn from ``generator``) or ``z`` itself. Returns (n, 3, R, R). A
+        conditional G draws classes ``y`` (default: ``i % n_classes`` for sample i, every class
+        equally often, as the training data has them). The model's train/eval mode is restored.
         """
         if (n is None) == (z is None):
             raise ValueError("give exactly one of n (number of samples) or z (latent vectors)")
         if z is None:
             z = self.sample_latent(n, generator=generator)
-        z = z.to(next(self.parameters()).device)
+        device = next(self.parameters()).device
+        z = z.to(device)
+        if self.config.conditional and y is None:
+            y = torch.arange(z.shape[0]) % self.config.n_classes
+        y = _check_classes(y, z.shape[0], self.config, "G")
         was_training = self.training
         self.eval()
         try:
-            out = torch.cat([to_unit_range(self(chunk)) for chunk in z.split(batch_size)])
+            if y is None:
+                out = torch.cat([to_unit_range(self(chunk)) for chunk in z.split(batch_size)])
+            else:
+                y = y.to(device)
+                out = torch.cat([to_unit_range(self(zc, yc)) for zc, yc in zip(z.split(batch_size), y.split(batch_size))])
         finally:
             self.train(was_training)
         return out
 
 
+def _leaves(module: nn.Module):
+    """The leaf modules of nested Sequentials, in the order they run."""
+    children = list(module.children())
+    if not children or isinstance(module, ConditionalBatchNorm2d):
+        yield module
+        return
+    for child in children:
+        yield from _leaves(child)
+
+
+def _check_classes(y: torch.Tensor | None, n: int, config: "DCGANConfig", who: str) -> torch.Tensor | None:
+    """Class ids for a conditional network (a clear error for a missing, extra or bad one)."""
+    if not config.conditional:
+        if y is not None:
+            raise ValueError(f"this {who} is unconditional (n_classes = 0): give no class ids")
+        return None
+    if not isinstance(y, torch.Tensor) or y.dim() != 1 or y.shape[0] != n or y.dtype.is_floating_point:
+        raise ValueError(f"this {who} is conditional: give y, a ({n},) integer tensor of class ids in "
+                         f"[0, {config.n_classes}), got {getattr(y, 'shape', type(y).__name__)}")
+    if y.numel() and (int(y.min()) < 0 or int(y.max()) >= config.n_classes):
+        raise ValueError(f"class ids must be in [0, {config.n_classes}), got [{int(y.min())}, {int(y.max())}]")
+    return y.long()
+
+
 class Discriminator(nn.Module):
-    """image (B, channels, R, R) in [-1, 1] → one logit per image, shape (B,).
+    """image (B, channels, R, R) in [-1, 1] (and, when conditional, class ids y (B,)) → one logit per image, (B,).
 
     Layout at 32 px with ``d_width = w``: 32×32×3 → 16×16×w → 8×8×2w → 4×4×4w → 1 (a 4 × 4
     valid convolution). The output is a raw score: the losses apply the sigmoid themselves.
@@ -220,6 +309,10 @@ class Discriminator(nn.Module):
     With ``config.spectral_norm`` every convolution's weight is divided by its largest singular
     value (Miyato et al. 2018, https://arxiv.org/abs/1802.05957) and D has no BatchNorm, as in
     that paper's "standard CNN"; G is unchanged.
+
+    Conditional (``n_classes`` > 0): the score is ``ψ(φ(x)) + ⟨e_y, Σ_hw φ(x)⟩``, φ(x) the 4 × 4
+    feature map before the last convolution ψ, e_y a learned embedding of the class (spectrally
+    normalised with the rest): the projection discriminator of Miyato & Koyama 2018.
     """
 
     def __init__(self, config: DCGANConfig) -> None:
@@ -239,7 +332,11 @@ class Discriminator(nn.Module):
             c *= 2
         layers.append(nn.Conv2d(c, 1, 4, stride=1, padding=0))  # (B, 1, 1, 1)
         self.net = nn.Sequential(*layers)
+        # the projection: one embedding per class, as wide as φ's channels (none when unconditional)
+        self.embed = nn.Embedding(config.n_classes, c) if config.conditional else None
         self.apply(dcgan_init_)
+        if self.embed is not None:
+            nn.init.normal_(self.embed.weight, 0.0, 0.02)
         if config.spectral_norm:
             # W / σ(W), σ estimated by one power iteration per forward pass: every layer is
             # 1-Lipschitz, so D's score cannot grow steep enough to leave G without a gradient
@@ -247,14 +344,20 @@ class Discriminator(nn.Module):
                 for conv in ([module] if isinstance(module, nn.Conv2d) else
                              [m for m in module.children() if isinstance(m, nn.Conv2d)]):
                     nn.utils.spectral_norm(conv)
+            if self.embed is not None:
+                nn.utils.spectral_norm(self.embed)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, channels, R, R) in [-1, 1] → (B,) logits."""
+    def forward(self, images: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, channels, R, R) in [-1, 1] [and (B,) class ids when conditional] → (B,) logits."""
         r, ch = self.config.resolution, self.config.channels
         if not isinstance(images, torch.Tensor) or images.dim() != 4 or tuple(images.shape[1:]) != (ch, r, r):
             shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
             raise ValueError(f"images must have shape (B, {ch}, {r}, {r}) in [-1, 1], got {shape}")
-        return self.net(images).flatten()  # (B,)
+        y = _check_classes(y, images.shape[0], self.config, "D")
+        if y is None:
+            return self.net(images).flatten()  # (B,)
+        phi = self.net[:-1](images)  # (B, c, 4, 4)
+        return self.net[-1](phi).flatten() + (self.embed(y) * phi.sum((2, 3))).sum(1)  # ψ(φ) + ⟨e_y, Σφ⟩
 
 
 class DCGAN(Pretrained, nn.Module):

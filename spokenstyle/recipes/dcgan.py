@@ -22,59 +22,89 @@ from torch import nn
 
 from .. import losses
 from ..data import pool_batches, real_renders
-from ..evaluation import evaluate_images
+from ..evaluation import evaluate_images, style_breakdown
 from ..metrics import frechet_distance
+from ..augment import AdaptiveAugment
+from ..augment import augment as augment_batch
 from ..models.dcgan import DCGAN, DCGANConfig, dcgan, to_tanh_range
 from ..models.features import extract_features, feature_extractor
+from ..budgets import DCGANBudget
 from ..runtime import Runtime
 from ..train import TrainConfig, Trainer, ema_update_, unwrap
 
-__all__ = ["gan_step", "adam_optimizers", "train_dcgan", "train"]
+__all__ = ["gan_step", "adam_optimizers", "train_dcgan", "config_for", "d_outputs", "validation_scores", "train"]
 
 
-def gan_step(t, real: torch.Tensor, step: int, *, loss: str = "non_saturating",
-             ema_decay: float = 0.999) -> dict[str, torch.Tensor]:
+def gan_step(t, batch: torch.Tensor | tuple[torch.Tensor, torch.Tensor], step: int, *, loss: str = "non_saturating",
+             ema_decay: float = 0.999, augment: str = "", r1: float = 0.0) -> dict[str, torch.Tensor]:
     """One DCGAN step for :class:`spokenstyle.train.Trainer` (modules ``"G"``, ``"D"``, and
-    optionally ``"G_ema"``).
+    optionally ``"G_ema"`` and ``"ada"``).
 
-    ``real`` is a batch of renders in [0, 1]; it is mapped to tanh's [-1, 1] first, so that D
-    compares real and generated images on the same scale. update_D uses detached fakes; update_G
-    then scores the same fakes with the freshly updated D (Goodfellow et al. 2014, Alg. 1, k = 1).
-    When the trainer holds a ``"G_ema"`` module, it then moves towards G's new weights
-    (:func:`~spokenstyle.train.ema_update_`); it is what :func:`train_dcgan` samples from.
+    ``batch`` is a batch of renders in [0, 1], or ``(renders, style ids)`` for a conditional pair
+    (then G draws the same styles, and D judges each picture against its style). The renders are
+    mapped to tanh's [-1, 1] first, so that D compares real and generated images on the same
+    scale. update_D uses detached fakes; update_G then scores the same fakes with the freshly
+    updated D (Goodfellow et al. 2014, Alg. 1, k = 1). Options, all off by default:
+
+    * ``augment``: a DiffAugment policy (``"translation,color"``) applied to every picture D sees,
+      real or fake, in both steps (:func:`spokenstyle.augment.augment`); with an ``"ada"`` module
+      (:class:`~spokenstyle.augment.AdaptiveAugment`) its transformations apply with its adaptive
+      probability instead, which D's scores on the reals then update;
+    * ``r1``: the R1 penalty ``r1 / 2 · |∇_x D(x)|²`` on the real pictures (Mescheder et al. 2018);
+    * a ``"G_ema"`` module moves towards G's new weights (:func:`~spokenstyle.train.ema_update_`);
+      it is what :func:`train_dcgan` samples from.
     """
     G, D = t.modules["G"], t.modules["D"]
+    real, y = batch if isinstance(batch, (tuple, list)) else (batch, None)
+    ada = t.modules.get("ada")
+    aug = ada if ada is not None else (functools.partial(augment_batch, policy=augment) if augment else (lambda v: v))
     pair = losses.get_gan_loss(loss)
     x = to_tanh_range(real)  # (B, 3, R, R) in [-1, 1]
+    if r1:
+        x = x.detach().requires_grad_(True)
     z = torch.randn(x.shape[0], unwrap(G).config.latent_dim, device=x.device)  # (B, latent_dim)
     with t.autocast():
-        fake = G(z)  # (B, 3, R, R) in [-1, 1]
-        loss_d = pair.d(D(x), D(fake.detach()))  # update_D: no gradient reaches G
+        fake = G(z, y)  # (B, 3, R, R) in [-1, 1]; y is None for an unconditional pair
+        real_scores = D(aug(x), y)
+        loss_d = pair.d(real_scores, D(aug(fake.detach()), y))  # update_D: no gradient reaches G
+    if r1:  # R1: the gradient of D's real scores with respect to the real pictures
+        (grad,) = torch.autograd.grad(real_scores.float().sum(), x, create_graph=True)
+        loss_d = loss_d + 0.5 * r1 * grad.float().square().flatten(1).sum(1).mean()
     t.optimize("D", loss_d)
+    if ada is not None:
+        ada.update(real_scores)
     with t.autocast():
-        loss_g = pair.g(D(fake))  # update_G
+        loss_g = pair.g(D(aug(fake), y))  # update_G
     t.optimize("G", loss_g)
     if "G_ema" in t.modules:
         ema_update_(t.modules["G_ema"], unwrap(G), ema_decay)
-    return {"loss_D": loss_d, "loss_G": loss_g}
+    out = {"loss_D": loss_d, "loss_G": loss_g}
+    if ada is not None:
+        out["ada_p"] = ada.p.detach().clone()
+    return out
 
 
-def adam_optimizers(model: DCGAN, *, lr: float = 2e-4, betas: tuple[float, float] = (0.5, 0.999)) -> dict:
+def adam_optimizers(model: DCGAN, *, lr: float = 2e-4, betas: tuple[float, float] = (0.5, 0.999),
+                    d_lr: float | None = None) -> dict:
     """One Adam per network with the paper's settings: "learning rate of 0.0002 ... reducing
-    [β1] to 0.5 helped stabilize training" (Radford et al. 2016, §4)."""
+    [β1] to 0.5 helped stabilize training" (Radford et al. 2016, §4). ``d_lr`` gives D its own
+    learning rate (the two time-scale update rule of Heusel et al. 2017, who prove that a D
+    updated faster than G lets the pair converge to a local Nash equilibrium)."""
     return {"G": torch.optim.Adam(model.G.parameters(), lr=lr, betas=betas),
-            "D": torch.optim.Adam(model.D.parameters(), lr=lr, betas=betas)}
+            "D": torch.optim.Adam(model.D.parameters(), lr=d_lr or lr, betas=betas)}
 
 
 def train_dcgan(model: DCGAN, batches, *, steps: int, lr: float = 2e-4, betas: tuple[float, float] = (0.5, 0.999),
                 loss: str = "non_saturating", ema_decay: float | None = None, lr_decay: bool = False,
-                device=None, callbacks=(),
+                augment: str = "", ada_target: float = 0.0, ada_speed: int = 100_000, r1: float = 0.0,
+                d_lr: float | None = None, device=None, callbacks=(),
                 checkpoint_dir: str | Path | None = None, log_every: int = 1, callback_every: int = 0,
                 desc: str = "dcgan"):
     """Trains ``model`` (in place) with :func:`gan_step` and Adam; returns ``(history, G_ema)``.
 
     Args:
         lr, betas: Adam's, for both networks (the paper: 2e-4 and (0.5, 0.999)).
+        d_lr: D's own learning rate (default ``lr``): see :func:`adam_optimizers`.
         loss: a pair of :data:`spokenstyle.losses.GAN_LOSSES`, e.g. ``"non_saturating_smoothed"``
             (one-sided label smoothing for D).
         ema_decay: keep an exponential moving average of G's weights with this decay
@@ -82,14 +112,23 @@ def train_dcgan(model: DCGAN, batches, *, steps: int, lr: float = 2e-4, betas: t
             It is saved with every training checkpoint, so a resumed run continues it.
         lr_decay: decay both learning rates linearly to 0 over the run, so that the game settles
             at the end instead of stopping mid-oscillation.
+        augment: a DiffAugment policy for every picture D sees (:mod:`spokenstyle.augment`);
+            with ``ada_target`` > 0 its transformations apply with ADA's adaptive probability
+            (target r, and ``ada_speed`` real pictures for p to go from 0 to 1).
+        r1: weight of the R1 penalty on the real pictures (0: none).
     """
+    if ada_target and not augment:
+        raise ValueError("ada_target needs an augment policy: the transformations whose probability ADA adapts")
     modules: dict[str, nn.Module] = {"G": model.G, "D": model.D}
     if ema_decay is not None:
         modules["G_ema"] = copy.deepcopy(model.G).requires_grad_(False)
-    optimizers = adam_optimizers(model, lr=lr, betas=betas)
+    if ada_target:
+        modules["ada"] = AdaptiveAugment(augment, target=ada_target, speed=ada_speed)
+    optimizers = adam_optimizers(model, lr=lr, betas=betas, d_lr=d_lr)
     schedulers = ({name: torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1.0 - s / steps))
                    for name, opt in optimizers.items()} if lr_decay else None)
-    step_fn = functools.partial(gan_step, loss=loss, **({"ema_decay": ema_decay} if ema_decay is not None else {}))
+    step_fn = functools.partial(gan_step, loss=loss, augment="" if ada_target else augment, r1=r1,
+                                **({"ema_decay": ema_decay} if ema_decay is not None else {}))
     trainer = Trainer(modules, optimizers, step_fn,
                       TrainConfig(steps=steps, log_every=log_every, callback_every=callback_every, desc=desc,
                                   checkpoint_dir=str(checkpoint_dir) if checkpoint_dir else None,
@@ -100,41 +139,96 @@ def train_dcgan(model: DCGAN, batches, *, steps: int, lr: float = 2e-4, betas: t
     return history, (g_ema.eval() if g_ema is not None else None)
 
 
+def config_for(b: DCGANBudget) -> DCGANConfig:
+    """The pair a ``dcgan_*`` budget trains: its resolution, widths, D's normalisation and classes."""
+    return DCGANConfig(resolution=b.resolution, g_width=b.width, d_width=b.d_width or b.width,
+                       spectral_norm=b.spectral_norm, n_classes=b.n_classes)
+
+
+@torch.no_grad()
+def d_outputs(D: nn.Module, seen: torch.Tensor, unseen: torch.Tensor, *, y_seen: torch.Tensor | None = None,
+              y_unseen: torch.Tensor | None = None, batch_size: int = 500) -> tuple[float, float]:
+    """D's mean raw score on real pictures it was trained on (``seen``) and on real pictures it
+    never saw (``unseen``), both in [0, 1] (class ids ``y_*`` for a conditional D).
+
+    The gap between the two is how chapter 10 shows D overfitting (Karras et al. 2020, fig. 1b):
+    with enough data D scores both alike; with little, D learns the training pictures themselves
+    and its score on them drifts away from its score on new ones. D runs in eval mode (spectral
+    normalisation's power iteration does not advance), so measuring leaves training unchanged."""
+    was_training = D.training
+    D.eval()
+    device = next(D.parameters()).device
+    try:
+        means = []
+        for x, y in ((seen, y_seen), (unseen, y_unseen)):
+            scores = [D(to_tanh_range(chunk.to(device)), None if y is None else y[i: i + batch_size].to(device))
+                      for i, chunk in zip(range(0, x.shape[0], batch_size), x.split(batch_size))]
+            means.append(float(torch.cat(scores).float().mean()))
+    finally:
+        D.train(was_training)
+    return means[0], means[1]
+
+
+def validation_scores(G: nn.Module, extractor: nn.Module, *, n: int, size: int, seed: int) -> dict[str, float]:
+    """The scores a selection rule may look at: FD, KID, precision, recall and confident share of
+    ``n`` samples (latents seeded ``seed + 1``, not the test samples' ``seed``) against real renders
+    of the ``validation`` seed range (two disjoint sets: reference and baseline), never the test
+    sets ``real_a`` / ``real_b`` that the manifest's headline scores use."""
+    fake = G.generate(n, generator=torch.Generator().manual_seed(seed + 1))
+    real = (real_renders(n, split="validation", size=size)[0], [real_renders(n, split="validation", size=size,
+                                                                             offset=n)[0]])
+    report = evaluate_images(fake, extractor=extractor, real=real, label="validation")
+    return {f"val_{k}": v for k, v in report.as_dict().items()}
+
+
 def train(out_dir: str | Path, *, runtime: Runtime) -> dict[str, Any]:
     """``spokenstyle train dcgan``: a 32 px DCGAN on every ShapeScenes style, evaluated with the
     metric feature extractor against the real-vs-real baseline, saved to ``out_dir``.
 
-    The budget row ``dcgan_all_styles`` sets the recipe. With ``ema`` the saved ``G`` is the
-    exponential moving average of the generator's weights (what the samples and metrics come
-    from) and ``D`` the discriminator it was trained against. Every ``curve_every`` steps the FD
-    of G and of its average, ``eval`` samples against held-out real renders, is measured and
-    stored in the manifest (``extra["fd_curve"]``: [step, FD of G, FD of the average]).
+    The budget row ``dcgan_all_styles`` sets the recipe (:class:`~spokenstyle.budgets.DCGANBudget`:
+    loss, spectral normalisation, the average of G's weights, conditioning on the style,
+    augmentation, R1). With ``ema`` the saved ``G`` is the exponential moving average of the
+    generator's weights (what the samples and metrics come from) and ``D`` the discriminator it
+    was trained against. Every ``curve_every`` steps the FD of G and of its average, ``eval``
+    samples against held-out real renders, is measured and stored in the manifest
+    (``extra["fd_curve"]``: [step, FD of G, FD of the average]), and so is D's mean score on
+    training reals and on held-out reals (``extra["d_outputs"]``: [step, seen, unseen], see
+    :func:`d_outputs`). The manifest also holds the
+    scores on the ``validation`` seed range (:func:`validation_scores`: what runs are compared
+    by) and, per style, the share, confident share and (conditional) style accuracy of the samples.
     """
     b = runtime.budget("dcgan_all_styles")
     style = b.style or None
-    images, _, _ = real_renders(b.pool, split="train", style=style, size=b.resolution)
-    config = DCGANConfig(resolution=b.resolution, g_width=b.width, d_width=b.width, spectral_norm=b.spectral_norm)
+    images, _, styles = real_renders(b.pool, split="train", style=style, size=b.resolution)
+    config = config_for(b)
     model = dcgan(config=config)
     run_dir = runtime.run_dir("dcgan", "dcgan_all_styles")
     extractor = feature_extractor(weights="features").to(runtime.device)
     reference = extract_features(extractor, real_renders(b.eval, split="real_a", style=style,
                                                          size=b.resolution)[0].to(runtime.device))
+    unseen, _, unseen_styles = real_renders(min(b.eval, b.pool), split="validation", style=style, size=b.resolution)
+    seen, seen_styles = images[: unseen.shape[0]], styles[: unseen.shape[0]]
 
     def fd_of(G: nn.Module) -> float:  # FD of eval samples of one generator, fixed latents
         fake = G.generate(b.eval, generator=torch.Generator().manual_seed(runtime.seed))
         return frechet_distance(reference, extract_features(extractor, fake))
 
-    def record_fd(trainer, step: int) -> None:  # a Trainer callback; the curve lives in the history (resumable)
+    def record_fd(trainer, step: int) -> None:  # a Trainer callback; the curves live in the history (resumable)
         G, G_ema = unwrap(trainer.modules["G"]), trainer.modules.get("G_ema")
-        point = [step, fd_of(G), fd_of(G_ema) if G_ema is not None else None]
         curve = trainer.history.setdefault("fd_curve", [])
         if not curve or curve[-1][0] != step:
-            curve.append(point)
+            curve.append([step, fd_of(G), fd_of(G_ema) if G_ema is not None else None])
+        labels = (seen_styles, unseen_styles) if config.conditional else (None, None)
+        gap = trainer.history.setdefault("d_outputs", [])
+        if not gap or gap[-1][0] != step:
+            gap.append([step, *d_outputs(unwrap(trainer.modules["D"]), seen, unseen, y_seen=labels[0],
+                                         y_unseen=labels[1])])
 
+    batches = pool_batches(images, b.batch_size, seed=runtime.seed, extra=(styles,) if config.conditional else ())
     t0 = time.perf_counter()
-    history, g_ema = train_dcgan(model, pool_batches(images, b.batch_size, seed=runtime.seed),
-                                 steps=b.steps, lr=b.lr, betas=tuple(b.betas), loss=b.loss, ema_decay=b.ema,
-                                 lr_decay=b.lr_decay, device=runtime.device,
+    history, g_ema = train_dcgan(model, batches, steps=b.steps, lr=b.lr, betas=tuple(b.betas), loss=b.loss,
+                                 ema_decay=b.ema, lr_decay=b.lr_decay, augment=b.augment, ada_target=b.ada_target,
+                                 ada_speed=b.ada_speed, r1=b.r1, d_lr=b.d_lr or None, device=runtime.device,
                                  callbacks=[record_fd], callback_every=b.curve_every,
                                  checkpoint_dir=run_dir, log_every=10)
     train_seconds = time.perf_counter() - t0  # the FD curve's measurements included
@@ -149,10 +243,13 @@ def train(out_dir: str | Path, *, runtime: Runtime) -> dict[str, Any]:
                   steps=b.steps, profile=runtime.profile, device=str(runtime.device),
                   eval_samples=b.eval, train_pool=b.pool, train_seconds=round(train_seconds, 1),
                   torch_threads=torch.get_num_threads())
+    if "ada_p" in history:
+        scores["ada_p_last"] = history.last("ada_p")
+    requested = torch.arange(b.eval) % config.n_classes if config.conditional else None
+    breakdown = style_breakdown(fake, extractor, requested=requested)
+    scores.update({f"{name}_{k}": v for name, row in breakdown.items() for k, v in row.items()})
+    scores.update(validation_scores(model.G, extractor, n=b.eval, size=b.resolution, seed=runtime.seed))
     model.cpu()
-    recipe = {k: v for k, v in b.to_dict().items()
-              if k in ("steps", "batch_size", "lr", "betas", "loss", "spectral_norm", "ema", "lr_decay", "width",
-                       "resolution")}
     model.save_pretrained(out_dir, metrics=scores,
                           extra={"data": f"ShapeScenes split 'train' (seeds 0..{b.pool - 1}), "
                                          f"{'style ' + style if style else 'all styles (seed % 6)'}, "
@@ -161,8 +258,8 @@ def train(out_dir: str | Path, *, runtime: Runtime) -> dict[str, Any]:
                                  "generator": (f"G is the exponential moving average (decay {b.ema}) of the "
                                                "trained generator's weights" if g_ema is not None else
                                                "G is the trained generator"),
-                                 "recipe": recipe,
-                                 "fd_curve": history.get("fd_curve", [])})
+                                 "recipe": b.to_dict(),
+                                 "fd_curve": history.get("fd_curve", []),
+                                 "d_outputs": history.get("d_outputs", [])})
     shutil.rmtree(run_dir, ignore_errors=True)
     return scores
-

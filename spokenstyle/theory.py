@@ -14,14 +14,26 @@ two statements in two independent ways, so the book can check one against the ot
 * from densities on a grid (numerical integration, what the theory says): :func:`value_grid`,
   :func:`optimal_discriminator`, :func:`js_divergence`, :func:`kl_divergence`.
 
-The toy distributions (:class:`GaussianMixture`, with :meth:`GaussianMixture.ring` the
-8-Gaussian ring of Metz et al. 2017) have exact densities, which is what makes the grid side
+:func:`wasserstein_1d` is the Wasserstein-1 distance of two 1-D samples, the distance that stays
+informative where the JSD is stuck at log 2 (Arjovsky et al. 2017).
+
+The toy distributions (:class:`GaussianMixture`, with :meth:`GaussianMixture.ring` a variant of
+the 8-Gaussian ring of Metz et al. 2017) have exact densities, which is what makes the grid side
 possible; :func:`mode_coverage` counts the ring's modes a generator covers (the "modes" and
 "high-quality samples" of Srivastava et al. 2017). :class:`ToyGenerator` and
-:class:`ToyDiscriminator` are the small MLPs trained on them.
+:class:`ToyDiscriminator` are the small MLPs trained on them, and :class:`ModelStack` trains
+several of them (several seeds) at once, as one batched network.
+
+The Dirac-GAN (Mescheder et al. 2018) is the smallest GAN there is, two numbers:
+:func:`dirac_gan_value`, :func:`dirac_gan_field` and :func:`dirac_gan` compute its value, its
+gradient field and its trajectories under simultaneous or alternating gradient steps, with or
+without instance noise (Sønderby et al. 2017) and the R1 penalty.
 
 References:
     Goodfellow et al. 2014, "Generative Adversarial Nets", https://arxiv.org/abs/1406.2661
+    Arjovsky, Chintala & Bottou 2017, "Wasserstein GAN", https://arxiv.org/abs/1701.07875
+    Mescheder et al. 2018, "Which Training Methods for GANs do actually Converge?", https://arxiv.org/abs/1801.04406
+    Sønderby et al. 2017, "Amortised MAP Inference for Image Super-resolution", https://arxiv.org/abs/1610.04490
     Metz et al. 2017, "Unrolled Generative Adversarial Networks", https://arxiv.org/abs/1611.02163
     Srivastava et al. 2017, "VEEGAN", https://arxiv.org/abs/1705.07761
     Lin et al. 2018, "PacGAN", https://arxiv.org/abs/1712.04086
@@ -33,9 +45,13 @@ import math
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+import copy
+
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.func import functional_call, stack_module_state, vmap
 
 __all__ = [
     "LOG4",
@@ -45,6 +61,7 @@ __all__ = [
     "optimal_discriminator",
     "kl_divergence",
     "js_divergence",
+    "wasserstein_1d",
     "integrate",
     "grid_1d",
     "grid_2d",
@@ -54,6 +71,10 @@ __all__ = [
     "ToyGANConfig",
     "ToyGenerator",
     "ToyDiscriminator",
+    "ModelStack",
+    "dirac_gan_value",
+    "dirac_gan_field",
+    "dirac_gan",
 ]
 
 LOG4 = math.log(4.0)  # -V(D*, G) when p_g = p_data: the discriminator can only say 1/2 everywhere
@@ -242,9 +263,41 @@ def js_divergence(p: torch.Tensor, q: torch.Tensor, x: torch.Tensor, y: torch.Te
     _check_density(q, "q")
     if p.shape != q.shape:
         raise ValueError(f"p and q must have one shape, got {tuple(p.shape)} and {tuple(q.shape)}")
-    m = (p + q) / 2
-    integrand = 0.5 * (torch.xlogy(p, p) - torch.xlogy(p, m)) + 0.5 * (torch.xlogy(q, q) - torch.xlogy(q, m))
+    # p log(p / m) = p log(2p / (p + q)): m = (p + q) / 2 itself would underflow to 0 where p or q is
+    # the smallest subnormal number (the far tail of a narrow Gaussian) and turn the integrand into -inf
+    total = p + q
+    integrand = 0.5 * (torch.xlogy(p, 2 * p) - torch.xlogy(p, total)) + 0.5 * (torch.xlogy(q, 2 * q) - torch.xlogy(q, total))
     return integrate(integrand, x, y)
+
+
+def wasserstein_1d(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """The Wasserstein-1 (earth mover's) distance between two 1-D samples, in float64.
+
+    ``W1(P, Q) = ∫ |F_P(t) - F_Q(t)| dt`` for the empirical distribution functions F of ``u`` and
+    ``v``: the least average distance the points of one sample must travel to become the other.
+    Unlike the JSD it keeps growing as the distributions move apart: for a sample and a copy of it
+    shifted by t it is exactly ``|t|`` (Arjovsky, Chintala & Bottou 2017, Example 1). The same
+    computation as ``scipy.stats.wasserstein_distance`` (unweighted), in torch.
+
+    Args:
+        u, v: samples of shape (N,) or (N, 1) and (M,) or (M, 1); N and M may differ. Finite.
+    """
+    samples = []
+    for value, name in ((u, "u"), (v, "v")):
+        _as_float_tensor(value, name)
+        if value.dim() == 2 and value.shape[1] == 1:
+            value = value[:, 0]
+        if value.dim() != 1:
+            raise ValueError(f"{name} must be a 1-D sample, shape (N,) or (N, 1), got {tuple(value.shape)}")
+        if not torch.isfinite(value).all():
+            raise ValueError(f"{name} holds NaN or infinite values")
+        samples.append(torch.sort(value.detach().to(torch.float64)).values)
+    u_sorted, v_sorted = samples[0], samples[1].to(samples[0].device)
+    everything = torch.sort(torch.cat([u_sorted, v_sorted])).values  # (N + M,)
+    widths = everything[1:] - everything[:-1]  # (N + M - 1,) the steps between jumps of either F
+    cdf_u = torch.searchsorted(u_sorted, everything[:-1], right=True).double() / u_sorted.numel()  # F_u per step
+    cdf_v = torch.searchsorted(v_sorted, everything[:-1], right=True).double() / v_sorted.numel()
+    return ((cdf_u - cdf_v).abs() * widths).sum()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -293,11 +346,13 @@ class GaussianMixture:
 
     @classmethod
     def ring(cls, k: int = 8, radius: float = 2.0, std: float = 0.05) -> "GaussianMixture":
-        """``k`` equal Gaussians evenly spaced on a circle: the ring of Metz et al. 2017.
+        """``k`` equal Gaussians evenly spaced on a circle: a variant of the ring of Metz et al. 2017.
 
-        Metz et al. use radius 2 and std 0.02; our default std 0.05 keeps the modes as well
-        separated (the gap between neighbours, 2·r·sin(π/8) ≈ 1.53, is 30 stds) while letting a
-        few hundred CPU steps land samples inside them.
+        Metz et al. (2017) place 8 Gaussians of standard deviation 0.02 on a circle of radius
+        2. The default here keeps the layout (8 modes, radius 2) and widens each mode to std 0.05:
+        the modes stay well separated (the gap between neighbours, 2·r·sin(π/8) ≈ 1.53, is 30 of
+        our stds) while a few thousand CPU steps can land samples inside them. ``std=0.02`` gives
+        the original.
         """
         if not isinstance(k, int) or k < 1:
             raise ValueError(f"k must be a positive int, got {k!r}")
@@ -440,6 +495,18 @@ def _mlp(d_in: int, d_out: int, hidden: int, depth: int, activation: Callable[[]
     return nn.Sequential(*layers)
 
 
+def _stacked_mlp(net: nn.Sequential, params: dict[str, torch.Tensor], prefix: str, x: torch.Tensor) -> torch.Tensor:
+    """K copies of the MLP ``net`` at once, one batched matrix product per layer: x (K, B, d_in) ->
+    (K, B, d_out), with copy k's weights ``params[prefix + "i.weight"][k]`` (what :class:`ModelStack` holds)."""
+    for i, layer in enumerate(net):
+        if isinstance(layer, nn.Linear):
+            weight, bias = params[f"{prefix}{i}.weight"], params[f"{prefix}{i}.bias"]  # (K, out, in), (K, out)
+            x = torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))  # (K, B, out)
+        else:
+            x = layer(x)  # an activation, element by element
+    return x
+
+
 class ToyGenerator(nn.Module):
     """z (B, latent_dim) -> x (B, data_dim): an MLP with ReLUs and a linear output."""
 
@@ -452,6 +519,13 @@ class ToyGenerator(nn.Module):
         if z.dim() != 2 or z.shape[1] != self.config.latent_dim:
             raise ValueError(f"z must have shape (B, {self.config.latent_dim}), got {tuple(z.shape)}")
         return self.net(z)  # (B, data_dim)
+
+    def stacked_forward(self, params: dict[str, torch.Tensor], z: torch.Tensor) -> torch.Tensor:
+        """The forward pass of K copies with stacked weights ``params`` (see :class:`ModelStack`):
+        z (K, B, latent_dim) -> x (K, B, data_dim). Batched matrix products, no ``vmap``."""
+        if z.dim() != 3 or z.shape[2] != self.config.latent_dim:
+            raise ValueError(f"z must have shape (K, B, {self.config.latent_dim}), got {tuple(z.shape)}")
+        return _stacked_mlp(self.net, params, "net.", z)
 
     def sample_latent(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` latents z ~ N(0, I), shape (n, latent_dim), on the module's device.
@@ -492,3 +566,202 @@ class ToyDiscriminator(nn.Module):
             raise ValueError(f"a packed discriminator (pack={m}) needs a batch size divisible by {m}, "
                              f"got {x.shape[0]}")
         return self.net(x.reshape(-1, m * d)).squeeze(-1)  # (B / m,)
+
+    def stacked_forward(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """The forward pass of K copies with stacked weights ``params`` (see :class:`ModelStack`):
+        x (K, B, data_dim) -> logits (K, B / pack). Batched matrix products, no ``vmap``."""
+        d, m = self.config.data_dim, self.config.pack
+        if x.dim() != 3 or x.shape[2] != d or x.shape[1] % m:
+            raise ValueError(f"x must have shape (K, B, {d}) with B divisible by pack={m}, got {tuple(x.shape)}")
+        packed = x.reshape(x.shape[0], -1, m * d)  # (K, B / m, m * d)
+        return _stacked_mlp(self.net, params, "net.", packed).squeeze(-1)  # (K, B / m)
+
+
+class ModelStack(nn.Module):
+    """K networks of one architecture run as one batched network: (K, B, ...) -> (K, B, ...).
+
+    Training a toy GAN on a CPU costs about as much in per-step overhead as in arithmetic, and a
+    claim about training ("this GAN drops modes") needs several seeds. A stack trains K copies at
+    the price of one larger run: every parameter gains a leading dimension of size K, and the
+    forward pass maps the copy's network over it (``torch.func.vmap`` of ``functional_call``, the
+    model-ensembling recipe of ``torch.func``; a model with a ``stacked_forward(params, x)`` method,
+    as the toy MLPs have, runs its own batched version instead, a quarter cheaper on a CPU for
+    these small layers). The copies share nothing but the call: if the
+    loss is the *sum* of the copies' losses, copy k's parameters receive exactly the gradient of
+    its own loss, and an element-wise optimiser such as Adam then updates each copy exactly as if
+    it were trained alone (up to floating-point rounding).
+
+    Args:
+        models: K >= 1 modules of one class with the same parameter names and shapes (typically
+            the same architecture built under K seeds) and no buffers. Their parameters are copied.
+
+    Example:
+        >>> cfg = ToyGANConfig(data_dim=2, hidden=16)
+        >>> stack = ModelStack([ToyGenerator(cfg) for _ in range(3)])
+        >>> stack(torch.zeros(3, 5, 2)).shape                     # 3 copies, 5 latents each
+        torch.Size([3, 5, 2])
+    """
+
+    def __init__(self, models: Sequence[nn.Module]) -> None:
+        super().__init__()
+        models = list(models)
+        if not models or not all(isinstance(m, nn.Module) for m in models):
+            raise TypeError("models must be a non-empty sequence of nn.Module")
+        if len({type(m) for m in models}) != 1:
+            raise ValueError(f"models must share one class, got {sorted({type(m).__name__ for m in models})}")
+        shapes = [{n: tuple(p.shape) for n, p in m.named_parameters()} for m in models]
+        if any(s != shapes[0] for s in shapes[1:]):
+            raise ValueError("models must have the same parameter names and shapes")
+        if any(True for m in models for _ in m.buffers()):
+            raise ValueError("models with buffers (e.g. BatchNorm statistics) cannot be stacked here")
+        params, _ = stack_module_state(models)  # name -> (K, *shape), detached copies
+        self.names = list(params)
+        self.stacked = nn.ParameterList([nn.Parameter(params[n]) for n in self.names])  # (K, *shape) each
+        # the architecture without weights; a list, so that it is not registered as a submodule
+        self._template = [copy.deepcopy(models[0]).to("meta")]
+
+    def __len__(self) -> int:
+        return self.stacked[0].shape[0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor) or x.dim() < 1 or x.shape[0] != len(self):
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"a stack of {len(self)} models needs input of shape ({len(self)}, ...), got {shape}")
+        template = self._template[0]
+        params = dict(zip(self.names, self.stacked))  # name -> (K, *shape)
+        if hasattr(template, "stacked_forward"):
+            return template.stacked_forward(params, x)  # (K, ...)
+
+        def one(params_k: dict[str, torch.Tensor], xi: torch.Tensor) -> torch.Tensor:
+            return functional_call(template, params_k, (xi,))
+
+        return vmap(one)(params, x)  # (K, ...)
+
+    def unstack(self, i: int) -> nn.Module:
+        """Copy ``i`` as a stand-alone module (a copy of its weights), on the stack's device."""
+        if not isinstance(i, int) or not -len(self) <= i < len(self):
+            raise IndexError(f"a stack of {len(self)} models has no model {i!r}")
+        device = self.stacked[0].device
+        model = copy.deepcopy(self._template[0]).to_empty(device=device)
+        model.load_state_dict({n: p[i].detach().clone() for n, p in zip(self.names, self.stacked)})
+        return model
+
+
+# ---------------------------------------------------------------------------------------------
+# the Dirac-GAN: the smallest GAN whose training does not converge (Mescheder et al. 2018)
+#
+# The data is a point mass at 0, the generator a point mass at θ, and the discriminator the
+# line D(x) = σ(ψ·x). The value function of §4.1 becomes a function of two numbers,
+#
+#     V(θ, ψ) = log σ(ψ·0) + log σ(-ψ·θ) = -log 2 + log σ(-ψθ),
+#
+# its only equilibrium is θ = ψ = 0 (G on the data, D flat), and along the continuous flow
+# (dθ/dt, dψ/dt) = (-∂V/∂θ, ∂V/∂ψ) = (ψ σ(ψθ), -θ σ(ψθ)) the radius θ² + ψ² never changes:
+# the players circle around the equilibrium forever.
+
+_HERMITE_NODES = 40  # Gauss–Hermite points for the expectation over instance noise (exact to ~1e-15 here)
+
+
+def _noise_quadrature(instance_noise: float, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """Points ε and weights w with Σ w f(ε) = E f(ε) for ε ~ N(0, instance_noise²)."""
+    if instance_noise == 0:
+        return torch.zeros(1, dtype=dtype), torch.ones(1, dtype=dtype)
+    nodes, weights = np.polynomial.hermite_e.hermegauss(_HERMITE_NODES)  # weight exp(-x²/2)
+    return (torch.as_tensor(nodes * instance_noise, dtype=dtype),
+            torch.as_tensor(weights / weights.sum(), dtype=dtype))
+
+
+def _check_dirac_options(instance_noise: float, r1: float) -> None:
+    for value, name in ((instance_noise, "instance_noise"), (r1, "r1")):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+
+
+def dirac_gan_value(theta: torch.Tensor | float, psi: torch.Tensor | float, *, instance_noise: float = 0.0,
+                    r1: float = 0.0) -> torch.Tensor:
+    """The Dirac-GAN's value: what D maximises and G minimises (Mescheder et al. 2018).
+
+    V(θ, ψ) = E_ε[log σ(ψ·ε)] + E_ε[log σ(-ψ·(θ + ε))] - (r1 / 2)·ψ²
+
+    Args:
+        theta: where G's point mass sits (the data sits at 0).
+        psi: D's slope: D(x) = σ(ψ·x).
+        instance_noise: standard deviation of the Gaussian noise ε added to real and generated
+            samples before D sees them (Sønderby et al. 2017; Arjovsky & Bottou 2017); 0 = none.
+            The expectation over ε is exact (Gauss–Hermite quadrature), as a very large batch
+            would estimate it.
+        r1: weight γ of the R1 penalty (γ/2)·E_real‖∇_x logit‖² = (γ/2)·ψ² (Mescheder et al.
+            2018), part of D's objective only; 0 = none.
+    """
+    _check_dirac_options(instance_noise, r1)
+    theta = torch.as_tensor(theta, dtype=torch.float64)
+    psi = torch.as_tensor(psi, dtype=torch.float64)
+    eps, w = _noise_quadrature(instance_noise, torch.float64)
+    real = (w * F.logsigmoid(psi * eps)).sum()
+    fake = (w * F.logsigmoid(-psi * (theta + eps))).sum()
+    return real + fake - 0.5 * r1 * psi ** 2
+
+
+def dirac_gan_field(theta: float, psi: float, *, instance_noise: float = 0.0, r1: float = 0.0
+                    ) -> tuple[float, float]:
+    """The direction each player moves: (-∂V/∂θ, ∂V/∂ψ) of :func:`dirac_gan_value`.
+
+    With ε the instance noise (0 when there is none) and s(u) = σ(u):
+
+        -∂V/∂θ = ψ·E[s(ψ(θ + ε))]                          (G descends V)
+         ∂V/∂ψ = E[ε·s(-ψε)] - E[(θ + ε)·s(ψ(θ + ε))] - r1·ψ  (D ascends V)
+
+    Near the equilibrium, without noise or penalty, the field is (ψ/2, -θ/2): a rotation, whose
+    Jacobian has the purely imaginary eigenvalues ±i/2. Instance noise of standard deviation σ
+    adds -σ²ψ/2 to D's component and R1 adds -r1·ψ: a friction on ψ that turns the rotation into
+    an inward spiral (eigenvalues with real part -σ²/4, resp. -r1/2, for σ² < 2 and r1 < 1).
+    """
+    _check_dirac_options(instance_noise, r1)
+    for value, name in ((theta, "theta"), (psi, "psi")):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"{name} must be a finite number, got {value!r}")
+    eps, w = _noise_quadrature(instance_noise, torch.float64)
+    fake = theta + eps  # where the generated samples land, one per quadrature point
+    s_fake = torch.sigmoid(psi * fake)
+    d_theta = psi * (w * s_fake).sum()
+    d_psi = (w * eps * torch.sigmoid(-psi * eps)).sum() - (w * fake * s_fake).sum() - r1 * psi
+    return float(d_theta), float(d_psi)
+
+
+def dirac_gan(theta: float = 1.0, psi: float = 0.0, *, steps: int, lr: float, update: str = "alternating",
+              instance_noise: float = 0.0, r1: float = 0.0) -> torch.Tensor:
+    """Trains the Dirac-GAN by gradient steps; returns the trajectory (steps + 1, 2) of (θ, ψ).
+
+    Args:
+        theta, psi: the starting point (default: G one unit away from the data, D flat).
+        steps: number of updates; lr: the step size of both players.
+        update: ``"simultaneous"`` (both players step from the same point) or ``"alternating"``
+            (D steps first, then G steps against the updated D, as the book's training loops do).
+        instance_noise, r1: as in :func:`dirac_gan_value`.
+
+    Without noise or penalty, simultaneous steps spiral outwards: each one multiplies θ² + ψ² by
+    exactly 1 + lr²·σ(ψθ)², since the step is perpendicular to the radius. Alternating steps
+    neither converge nor diverge: their linearisation has determinant 1 and eigenvalues on the
+    unit circle for lr < 4, so the players keep circling (Mescheder et al. 2018).
+    """
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
+        raise ValueError(f"steps must be an int >= 0, got {steps!r}")
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
+        raise ValueError(f"lr must be a positive number, got {lr!r}")
+    if update not in ("simultaneous", "alternating"):
+        raise ValueError(f"update must be 'simultaneous' or 'alternating', got {update!r}")
+    for value, name in ((theta, "theta"), (psi, "psi")):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"{name} must be a finite number, got {value!r}")
+    _check_dirac_options(instance_noise, r1)
+    theta, psi = float(theta), float(psi)
+    path = [(theta, psi)]
+    for _ in range(steps):
+        if update == "simultaneous":
+            d_theta, d_psi = dirac_gan_field(theta, psi, instance_noise=instance_noise, r1=r1)
+            theta, psi = theta + lr * d_theta, psi + lr * d_psi
+        else:
+            psi = psi + lr * dirac_gan_field(theta, psi, instance_noise=instance_noise, r1=r1)[1]  # update_D
+            theta = theta + lr * dirac_gan_field(theta, psi, instance_noise=instance_noise, r1=r1)[0]  # update_G
+        path.append((theta, psi))
+    return torch.tensor(path, dtype=torch.float64)  # (steps + 1, 2)

@@ -82,7 +82,7 @@ nbval:
 	@echo "== notebooks (nbval, fast profile)"
 	SPOKENSTYLE_PROFILE=fast SPOKENSTYLE_DEVICE=cpu SPOKENSTYLE_TIMINGS=reports/local/nbval-fast.json \
 	  SPOKENSTYLE_NB_CACHE=_build/.jupyter_cache \
-	  $(PYTHON) -m pytest --nbval-lax chapters -q
+	  $(PYTHON) -m pytest --nbval-lax chapters appendices -q
 	$(PYTHON) tools/nbtimes.py reports/local/nbval-fast.json --limit 60
 
 book-strict:

@@ -1,5 +1,7 @@
 """The ``spokenstyle`` command: train the book's models, run the pipeline, list shipped checkpoints.
 
+Usage::
+
     spokenstyle info                         device, profile, budgets, shipped checkpoints
     spokenstyle train MODEL [--profile full] [--out DIR] [--device cuda] [--set ROW.FIELD=VALUE ...]
     spokenstyle checkpoints                  the shipped registry with each manifest's metrics
@@ -146,6 +148,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``spokenstyle`` argument parser: one subcommand per task (info, checkpoints, train, run)."""
     parser = argparse.ArgumentParser(prog="spokenstyle", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for name, func, help_ in (("info", _info, "show device, profile, budgets and shipped checkpoints"),
@@ -180,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Runs the command line ``argv`` (default ``sys.argv[1:]``) and returns its exit status."""
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

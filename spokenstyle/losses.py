@@ -16,7 +16,7 @@ wasserstein       E l_f - E l_r  (D must be 1-Lipschitz)   -E l_f
 
 The log-sigmoid terms are computed as softplus: -log σ(l) = softplus(-l) and
 -log(1 - σ(l)) = softplus(l), which is exactly ``binary_cross_entropy_with_logits`` and stays
-finite and accurate when D is certain (|l| in the hundreds), where sigmoid-then-log gives log 0.
+finite and accurate when D is certain (``|l|`` in the hundreds), where sigmoid-then-log gives log 0.
 
 The minimax D loss is -V(D, G) of the source's §4.1, and the minimax G loss is the part of V that
 depends on G. Near the start of training D rejects G's samples easily (σ(l_f) ≈ 0), where
@@ -210,14 +210,14 @@ def _same_images(a: torch.Tensor, b: torch.Tensor, names: tuple[str, str]) -> No
 
 
 def cycle_loss(reconstructed: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
-    """E |F(G(x)) - x|: the cycle-consistency L1 of CycleGAN (Zhu et al. 2017, eq. 2), mean over
+    """``E |F(G(x)) - x|``: the cycle-consistency L1 of CycleGAN (Zhu et al. 2017, eq. 2), mean over
     every pixel and channel. The caller weights it (λ = 10 in the paper)."""
     _same_images(reconstructed, original, ("reconstructed", "original"))
     return (reconstructed - original).abs().mean()
 
 
 def identity_loss(mapped: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
-    """E |G(y) - y| for y already in G's target domain (Zhu et al. 2017, §5.2, after Taigman et
+    """``E |G(y) - y|`` for y already in G's target domain (Zhu et al. 2017, §5.2, after Taigman et
     al. 2017): a generator should leave a picture of its output domain alone. Weighted 0.5 λ."""
     _same_images(mapped, original, ("mapped", "original"))
     return (mapped - original).abs().mean()

@@ -16,16 +16,20 @@ LAYERS: dict[str, int] = {
     # 0: foundations and pure mathematics
     "budgets": 0, "runtime": 0, "checkpoints": 0, "data": 0, "losses": 0, "theory": 0, "metrics": 0,
     "text_metrics": 0, "render": 0, "augment": 0,
+    "fonts": 0,  # appendix B: a font with CJK glyphs for figures that show Chinese
     # 1: architectures and inference
     "models": 1, "stylization": 1,
+    "interop": 1,  # appendix A: Keras port, OpenAI-compatible chat, pretrained hub models
     # 2: the training loop and the scorecards
     "train": 2, "evaluation": 2,
     # 3: what `spokenstyle train` runs
     "recipes": 3,
     # 4: the five steps in one call
     "pipeline": 4,
+    "applications": 4,  # chapter 9: multimodal fusion, painter-style transfer, advert design (uses the pipeline)
     # 5: front ends
     "viz": 5, "widgets": 5, "cli": 5, "__main__": 5, "__init__": 5,
+    "application_widgets": 5,  # chapter 9's Colab front ends
 }
 
 # imports that may stay inside a function body, each with the reason

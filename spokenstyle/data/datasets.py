@@ -4,12 +4,12 @@ Nothing is stored: item ``i`` of a split is the scene with seed ``split_start + 
 the fly, so any item is deterministic and cheap, and the training and held-out scenes can never
 mix. The splits are fixed ranges of scene seeds (:mod:`spokenstyle.data.splits` holds them all):
 
-========= =============================== =========================
-split      scene seeds                     default length
-========= =============================== =========================
-``train``  0 ... 999,999,999               100,000 (any up to 10^9)
+=========  ===============================  ========================
+split      scene seeds                      default length
+=========  ===============================  ========================
+``train``  0 ... 999,999,999                100,000 (any up to 10^9)
 ``test``   1,000,000,000 ... 1,000,099,999  10,000 (any up to 10^5)
-========= =============================== =========================
+=========  ===============================  ========================
 
 Besides the datasets, :func:`real_renders` draws real pictures of any named seed range (the
 metrics' reference sets ``real_a`` and ``real_b`` among them) and :func:`pool_batches` samples

@@ -25,7 +25,7 @@ Geometry (canvas coordinates: x to the right, y *down*, both in [-1, 1]):
 * every object fits in a bounding circle of radius 0.16 (small) or 0.25 (large), inside the
   canvas with a 0.03 margin;
 * ``left of`` / ``right of`` / ``above`` / ``below`` (far relations): the bounding circles are at
-  least 0.15 apart and the offset lies within 21.8 degrees (|perpendicular| <= 0.4 |along|) of
+  least 0.15 apart and the offset lies within 21.8 degrees (``|perpendicular| <= 0.4 |along|``) of
   the axis; ``next to``: the circles are 0.02 to 0.07 apart, side by side (within 30 degrees of
   horizontal). The two kinds never overlap, so the relation is a function of the picture
   (:func:`relation_between`);

@@ -50,6 +50,8 @@ __all__ = [
     "CycleGANBudget",
     "FusionBudget",
     "StylizationBudget",
+    "FAQBudget",
+    "ApplicationsBudget",
 ]
 
 PROFILES = ("fast", "full")
@@ -198,6 +200,7 @@ class DCGANBudget(Budget):
     ada_speed: int = 100_000  # real pictures for ADA's p to go from 0 to 1
     r1: float = 0.0  # weight of the R1 penalty on the real pictures
     d_lr: float = 0.0  # D's learning rate; 0: ``lr`` (two time-scales, Heusel et al. 2017: D faster than G)
+    init: str = ""  # a checkpoint (shipped name or folder) to fine-tune instead of DCGAN's random init
 
 
 @dataclass(frozen=True)
@@ -312,6 +315,11 @@ class CycleGANBudget(Budget):
     filter: str | None = None  # cyclegan_photo: the painterly filter of domain B
     pair: tuple[str, str] | None = None  # cyclegan_demo: the styles it translates between
     snapshot_every: int = 0  # cyclegan_demo: steps between animation frames
+    # chapter 11's ablation (benchmarks/translator_ablation.py); the defaults are the shipped recipe
+    lambda_cycle: float = 10.0  # λ of the cycle L1 (CycleGANConfig.lambda_cycle); 0 with lambda_nce > 0: CUT
+    skip: bool = False  # U-Net skip connections in the generators (CycleGANConfig.skip)
+    lambda_nce: float = 0.0  # PatchNCE weight (CycleGANConfig.lambda_nce; CUT uses 1)
+    lambda_small: float = 0.0  # small-object-weighted L1 of a translation to its source (CycleGANConfig.lambda_small)
 
 
 @dataclass(frozen=True)
@@ -345,6 +353,32 @@ class StylizationBudget(Budget):
     eval: int  # scenes that score the shipped CycleGANs
     probe: int  # real renders for the judge and discriminator probes
     pairs: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class ApplicationsBudget(Budget):
+    scenes: int  # held-out scenes: the round trip picture -> words -> picture, and the retrieval pool
+    trials: int  # retrieval queries per candidate-set size N
+    patches: int  # held-out photo patches per painter manner
+    steps: int  # Gram / AdaIN optimisation steps per picture
+    lr: float
+    width: int  # RandomFeatures channels of the Gram / AdaIN baselines
+    judge_eval: int  # held-out patches per manner that score the painter judge (its ceiling)
+
+
+@dataclass(frozen=True)
+class FAQBudget(Budget):
+    pairs_per_cell: int  # test scenes per (source style, target style) pair through the pipeline
+    photos: int  # photo sources per target style
+    fd_sizes: tuple[int, ...]  # the N of the FD-against-1/N curve
+    fd_repeats: int  # random subsets per N
+    fd_real: int  # real renders in each of the two real sets (>= the largest N)
+    fake_pool: int  # DCGAN samples drawn (the FD curve's fakes, and the pool that is resampled)
+    resize_n: int  # pictures resized two ways
+    prdc_n: int  # pictures per set for precision/recall/density/coverage
+    gaming_n: int  # samples chosen from the pool to match a feature space
+    ablation_eval: int  # validation scenes per direction that score the translator variants
+    ablation_seeds: int  # seeds per variant in the notebook's own small ablation
 
 
 # -- the table ---------------------------------------------------------------------------------
@@ -408,7 +442,11 @@ BUDGETS: dict[str, Row] = {
         "(3x the time), but over the full 24,000 steps lr 4e-4 ended at FD 33.7 (confident 45 %), and this command "
         "at lr 4e-4 (full, 1 thread, 28 min) at FD 44.6 for the average (its FD rose from 32.1 at step 18,000; G's "
         "own was 27.9), confident 41 %, KID 491 against 99: the budget keeps 2e-4. A GPU budget would rather buy a "
-        "wider pair and several times the steps."),
+        "wider pair and several times the steps. The class-conditional pair of issue 36 (n_classes=6, "
+        "augment=translation, this budget otherwise; about 62 minutes on one shared thread) is shipped beside it as "
+        "dcgan_conditional, chosen by its validation FD (benchmarks/dcgan_selection.py, "
+        "spokenstyle/shipped/benchmarks/dcgan-selection-cpu.json): test FD 29.7, confident 51 %, the style read as "
+        "asked in 98 % or more of every style's samples."),
     "ch3_value": Row(ValueBudget(samples=200_000), ValueBudget(samples=1_000_000),
                      "chapter 3: Monte-Carlo samples for V(D, G)"),
     "ch3_dstar": Row(DStarBudget(steps=1000, batch_size=1024), DStarBudget(steps=2000, batch_size=8192),
@@ -547,6 +585,33 @@ BUDGETS: dict[str, Row] = {
         "chapter 5's baselines (spokenstyle.stylization): Gram (Gatys) and AdaIN optimisation steps, n = pictures "
         "restyled per pair, width = RandomFeatures channels; eval = scenes that score the shipped CycleGANs; probe "
         "= real renders for the judge and discriminator probes of section 4"),
+    "painter_judge": Row(
+        JudgeBudget(steps=20, batch_size=14, lr=3e-3, width=8, eval=4),
+        JudgeBudget(steps=600, batch_size=28, lr=3e-3, width=16, eval=100),
+        "chapter 9 (spokenstyle.recipes.painter_judge): `spokenstyle train painter_judge`, the classifier of the "
+        "painterly manners (the photo and six filters) trained on train-region photo patches only; eval = held-out "
+        "test patches per manner. Batches of 28 hold every manner four times. full is sized for the CPU-trained "
+        "shipment (a few CPU-minutes)"),
+    "applications": Row(
+        ApplicationsBudget(scenes=48, trials=400, patches=3, steps=20, lr=0.1, width=12, judge_eval=6),
+        ApplicationsBudget(scenes=600, trials=2000, patches=48, steps=150, lr=0.05, width=32, judge_eval=100),
+        "chapter 9: scenes = held-out scenes of the round trip picture -> words -> picture and of the retrieval "
+        "pool; trials = retrieval queries per N; patches = held-out photo patches restyled per painter manner and "
+        "method; steps, lr, width = the Gram / AdaIN baselines (full: chapter 5's values); judge_eval = held-out "
+        "patches per manner that score the painter judge. Gram and AdaIN cost about 0.8 s per 64 px patch (150 "
+        "steps, width 32) on one thread of the shared 2-core CPU: full's 48 patches x 6 manners x 2 methods took "
+        "14 minutes (benchmarks/painter_methods.py records it; chapter 9 shows the record in every profile); "
+        "fast narrows the features to 12 channels and takes 20 steps of 3 patches"),
+    "faq": Row(
+        FAQBudget(pairs_per_cell=2, photos=2, fd_sizes=(250, 500, 1000, 2000), fd_repeats=4, fd_real=2000,
+                  fake_pool=4000, resize_n=1000, prdc_n=1000, gaming_n=500, ablation_eval=16, ablation_seeds=1),
+        FAQBudget(pairs_per_cell=25, photos=20, fd_sizes=(250, 500, 1000, 2000, 4000), fd_repeats=5, fd_real=4000,
+                  fake_pool=8000, resize_n=2000, prdc_n=2000, gaming_n=1000, ablation_eval=300, ablation_seeds=2),
+        "chapter 11: the pipeline over the 6 x 6 pairs of styles and photo sources (full: benchmarks/faq_pairs.py "
+        "records the same run, about 3 CPU-minutes), the FD/KID curve of the shipped DCGAN against 1/N, resizing, "
+        "PRDC and the resampling demonstration; ablation_* = the notebook's own tiny translator ablation (fast: the "
+        "cyclegan_flat_comic fast row, one seed; full reads spokenstyle/shipped/benchmarks/translator-ablation-cpu.json "
+        "of benchmarks/translator_ablation.py instead)"),
 }
 
 

@@ -16,7 +16,13 @@ and puts those numbers together, one function per question a chapter asks:
   table), :func:`perception_metrics`, :func:`literal_value` (the §4.2 value as written);
 * **fusion** (chapter 7): :func:`evaluate_fusion` (what the judges read in F's pictures, with a
   ceiling and a floor);
-* **the pipeline** (chapter 8): :func:`content_survival`.
+* **the pipeline** (chapter 8): :func:`content_survival`; (chapter 11) :func:`style_pair_table`
+  (every ordered pair of styles through a pipeline) and :func:`photo_source_table` (photographs as
+  sources);
+* **evaluating a GAN's evaluation** (chapter 11): :func:`resize_images` and
+  :func:`resize_comparison` (the same pictures resized two ways differ in FD; Parmar et al.
+  2022), :func:`discriminator_features` (a DCGAN discriminator's own feature space, the one a
+  score must not be computed in).
 
 Every judge used here was trained on real renders only; none ever saw a generated picture.
 """
@@ -26,7 +32,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import torch
+import torch.nn.functional as F
+from PIL import Image
 from torch import nn
 
 from .data import PhotoPatches, paired_batches, painterly, real_renders, scene_batches
@@ -43,7 +52,7 @@ from .models.captioner import Captioner, caption_images, content_probs, rule_bas
 from .models.critic import TextClassifier, reader_predict
 from .models.features import FeatureNet, confidence, extract_features, feature_extractor
 from .models.fusion import FusionGenerator, fuse
-from .models.judge import SceneJudge
+from .models.judge import SceneJudge, read_scene
 from .text_metrics import attribute_accuracy, bleu, classifier_rate, distinct_n, perplexity
 
 __all__ = [
@@ -67,6 +76,13 @@ __all__ = [
     "literal_value",
     "evaluate_fusion",
     "content_survival",
+    "StylePairTable",
+    "style_pair_table",
+    "photo_source_table",
+    "RESIZE_METHODS",
+    "resize_images",
+    "resize_comparison",
+    "discriminator_features",
 ]
 
 
@@ -168,7 +184,7 @@ def style_breakdown(images: torch.Tensor, extractor: FeatureNet, *, requested: t
     if requested is not None and (not isinstance(requested, torch.Tensor) or requested.shape != images.shape[:1]):
         raise ValueError(f"requested must be ({images.shape[0]},) style ids, got {getattr(requested, 'shape', requested)}")
     _, conf = extract_features(extractor, images, with_confidence=True)
-    read = torch.cat([extractor.read(chunk)[0].argmax(-1) for chunk in images.split(batch_size)])
+    read = torch.cat([extractor.read(chunk)[0].argmax(-1).cpu() for chunk in images.split(batch_size)])
     group = requested.cpu() if requested is not None else read
     out = {}
     for s, name in enumerate(STYLES):
@@ -273,12 +289,28 @@ def judge_scores(judge: nn.Module, images: torch.Tensor, style: str | int, slots
     return _judge_scores(judge, images, int(style_ids(style, 1)[0]), slots.cpu())
 
 
+def _held_out_pairs(n: int, style_a: str, style_b: str, size: int, split: str, seed: int) -> dict[str, torch.Tensor]:
+    """``n`` held-out scenes drawn in both styles: ``image_a``, ``image_b``, ``slots``. The test
+    split is walked as :func:`spokenstyle.data.paired_batches` walks it (what the book reports);
+    ``"validation"`` takes stretch ``seed`` of the validation seed range (runs of a recipe are
+    compared there, before the test scenes are looked at)."""
+    if split == "test":
+        return paired_batches(n, style_a, style_b, size, split="test", seed=seed)(0)
+    if split != "validation":
+        raise ValueError(f"split must be 'test' or 'validation', got {split!r}")
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    scenes = sample_scenes(seed_range("validation").seeds(n, offset=seed * n))
+    return {"image_a": render(scenes, style_a, size), "image_b": render(scenes, style_b, size),
+            "slots": scenes.colour_slots()}
+
+
 def evaluate_translation(translate: Callable[[torch.Tensor], torch.Tensor], style_a: str, style_b: str, *,
                          judge: nn.Module, n: int = 300, size: int = 64, back: Callable | None = None,
                          extractor: nn.Module | None = None, method: str = "translation", seed: int = 0,
-                         batch_size: int = 100) -> TranslationScores:
+                         batch_size: int = 100, split: str = "test") -> TranslationScores:
     """Scores ``translate`` (style-A pictures in [0, 1] → style-B pictures in [0, 1]) on ``n``
-    held-out scenes of the test split.
+    held-out scenes of the test split (or, with ``split="validation"``, of the validation range).
 
     Args:
         translate: the method; called on batches of ``batch_size`` pictures.
@@ -287,14 +319,16 @@ def evaluate_translation(translate: Callable[[torch.Tensor], torch.Tensor], styl
             (the shipped ``"judge"``).
         back: the way back (style B → A), for the cycle L1; ``None`` skips it.
         extractor: the FD feature network; default the shipped ``"features"`` checkpoint.
-        seed: which stretch of the test split to use.
+        seed: which stretch of the test split (or validation range) to use.
+        split: ``"test"`` (the scores the book reports) or ``"validation"`` (runs compared
+            before the test scenes are looked at; chapter 11's ablation).
     """
     if not callable(translate):
         raise TypeError("translate must be callable: pictures (B, 3, H, W) in [0, 1] -> translations")
     if not isinstance(n, int) or isinstance(n, bool) or n < 2:
         raise ValueError(f"n must be an int >= 2 (FD needs several pictures), got {n!r}")
     sid_b = int(style_ids(style_b, 1)[0])
-    batch = paired_batches(n, style_a, style_b, size, split="test", seed=seed)(0)
+    batch = _held_out_pairs(n, style_a, style_b, size, split, seed)
     source, truth, slots = batch["image_a"], batch["image_b"], batch["slots"]
     fake = torch.cat([translate(chunk).detach().float().cpu() for chunk in source.split(batch_size)])
     if fake.shape != source.shape:
@@ -346,14 +380,15 @@ def _scores_dict(prefix: str, scores) -> dict[str, Any]:
 
 def score_translator(model: nn.Module, style_a: str, style_b: str, *, judge: nn.Module, n: int, size: int = 64,
                seed: int = 0, prefix: str = "", keep: tuple[str, ...] | None = None,
-               extractor: nn.Module | None = None, baseline_sets: int = 0) -> dict[str, Any]:
+               extractor: nn.Module | None = None, baseline_sets: int = 0, split: str = "test") -> dict[str, Any]:
     """Both directions of a trained translator (a :class:`~spokenstyle.models.cyclegan.CycleGAN`)
     scored by :func:`evaluate_translation` (``n`` held-out test scenes, the way back
     for the cycle L1), as flat manifest keys ``{prefix}{AB|BA}_{metric}``; ``keep`` limits the
     metrics. ``extractor`` is the FD feature network (default: the shipped ``"features"``).
     ``baseline_sets`` > 0 adds ``{AB|BA}_fd_real_vs_real_mean`` / ``_sd`` / ``_sets``: the
     real-vs-real FD over that many disjoint real sets (:func:`fd_real_baseline`); what
-    :func:`spokenstyle.recipes.cyclegan.train_pair` records."""
+    :func:`spokenstyle.recipes.cyclegan.train_pair` records. ``split="validation"`` scores on
+    validation scenes instead of test scenes (:func:`evaluate_translation`)."""
     if not isinstance(baseline_sets, int) or isinstance(baseline_sets, bool) or baseline_sets == 1 or baseline_sets < 0:
         raise ValueError(f"baseline_sets must be 0 (no baseline) or an int >= 2, got {baseline_sets!r}")
     if baseline_sets and extractor is None:  # one network for the scores and the baseline
@@ -363,7 +398,7 @@ def score_translator(model: nn.Module, style_a: str, style_b: str, *, judge: nn.
         back = "BA" if direction == "AB" else "AB"
         s = evaluate_translation(getattr(model, f"G_{direction}").translate, src, dst, judge=judge, n=n, size=size,
                                  back=getattr(model, f"G_{back}").translate, extractor=extractor,
-                                 method="CycleGAN-lite", seed=seed)
+                                 method="CycleGAN-lite", seed=seed, split=split)
         scores.update({k: v for k, v in _scores_dict(prefix + direction, s).items()
                        if keep is None or k.split("_", 1 + prefix.count("_"))[-1] in keep})
         if baseline_sets:
@@ -616,3 +651,169 @@ def content_survival(reference: torch.Tensor, reading: torch.Tensor) -> dict[str
     return {"colour": frac(got), "shape": frac(got & (shape_r == shape_ref)), "size": frac(got & (size_r == size_ref)),
             "object": frac(got & (reading == reference)),
             "scene": float((ok.all(1) & (reading == reference).all(1)).float().mean())}
+
+
+# -- which source and target styles transfer well (chapter 11) -----------------------------------
+
+@dataclass
+class StylePairTable:
+    """What :func:`style_pair_table` measured: rows are source styles, columns target styles."""
+
+    survival: torch.Tensor  # (S, S) share of the source's objects read back exactly in the final picture
+    style: torch.Tensor  # (S, S) share of final pictures the judge calls the target style
+    style_score: torch.Tensor  # (S, S) the judge's mean probability of the target style
+    sentence: torch.Tensor  # (S,) per source style: share of objects the parser reads in S's sentence
+    ceiling: torch.Tensor  # (S,) per target style: the attribute judge on the real render of the scene in it
+    objects: torch.Tensor  # (S, S) objects counted per cell
+    per_cell: int
+    source_style: torch.Tensor  # (P,) per pair
+    target_style: torch.Tensor  # (P,)
+    truth: torch.Tensor  # (P, 6) the source scenes' colour slots
+    output: Any = None  # the pipeline's output for all P pairs (pictures, sentences, readings)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The tables as nested lists (for a JSON record)."""
+        return {k: getattr(self, k).tolist() for k in ("survival", "style", "style_score", "sentence", "ceiling", "objects")} \
+            | {"per_cell": self.per_cell, "styles": list(STYLES)}
+
+
+@torch.no_grad()
+def style_pair_table(pipe: Callable, *, per_cell: int, seed: int = 0, attribute_judge: nn.Module | None = None) -> StylePairTable:
+    """Runs ``pipe`` (a :class:`~spokenstyle.pipeline.SpokenStylePipeline`, or anything called the
+    same way) on every ordered pair of the six styles, ``per_cell`` test scenes per pair, and
+    measures each pair end to end: the content that survives (:func:`content_survival`, objects
+    read exactly in the final picture) and the style the judge reads.
+
+    Every cell sees the *same* ``per_cell`` source scenes (drawn in the cell's source style) and
+    the same target scenes (drawn in its target style), so two cells differ only in their styles,
+    not in which scenes they happened to draw (common random numbers). Sources are the even
+    seeds of test stretch ``seed``, targets the odd ones. ``ceiling`` is what ``attribute_judge``
+    (default the pipeline's) reads in the real render of the source scene in the target style.
+    """
+    if not isinstance(per_cell, int) or isinstance(per_cell, bool) or per_cell < 1:
+        raise ValueError(f"per_cell must be a positive int, got {per_cell!r}")
+    n_styles = len(STYLES)
+    cell = torch.arange(n_styles * n_styles).repeat_interleave(per_cell)  # (P,) pair by pair
+    source_style, target_style = cell // n_styles, cell % n_styles
+    j = torch.arange(len(cell)) % per_cell  # which of the per_cell scenes
+    start = seed_range("test").start + 2 * per_cell * seed
+    scenes, targets = sample_scenes(start + 2 * j), sample_scenes(start + 2 * j + 1)
+    out = pipe(render(scenes, source_style, 64), render(targets, target_style, 64), seed=seed,
+               source_style=source_style, target_style=target_style)
+    truth = scenes.colour_slots()
+    reader = attribute_judge if attribute_judge is not None else (getattr(pipe, "attribute_judge", None) or pipe.judge)
+    unique = sample_scenes(start + 2 * torch.arange(per_cell))
+    shape = (n_styles, n_styles)
+    survival, style, score, objects = torch.zeros(shape), torch.zeros(shape), torch.zeros(shape), torch.zeros(shape)
+    for a in range(n_styles):
+        for b in range(n_styles):
+            m = (source_style == a) & (target_style == b)
+            survival[a, b] = content_survival(truth[m], out.fused_slots[m])["object"]
+            style[a, b] = (out.fused_style[m] == b).float().mean()
+            score[a, b] = out.style_scores[m].float().mean()
+            objects[a, b] = (truth[m] > 0).sum()
+    sentence = torch.tensor([content_survival(truth[source_style == a], out.sentence_slots[source_style == a])["object"]
+                             for a in range(n_styles)])
+    ceiling = torch.tensor([content_survival(unique.colour_slots(), read_scene(reader, render(unique, b, 64))[1])["object"]
+                            for b in range(n_styles)])
+    return StylePairTable(survival, style, score, sentence, ceiling, objects, per_cell, source_style, target_style,
+                          truth, out)
+
+
+@torch.no_grad()
+def photo_source_table(pipe: Callable, *, per_style: int, seed: int = 0) -> dict[str, Any]:
+    """Held-out photo patches as sources (``per_style`` for each target style, the target a test
+    scene drawn in it): what the judge reads in the final picture (``style``, per target style),
+    how many sentences name at least one object the parser can read (``names_objects``), how many
+    of the objects a sentence names the final picture shows (``said_to_drawn``, the sentence as the
+    reference: a photo has no ground truth in our vocabulary), the same for scene sources when
+    given, and the output for the pictures."""
+    if not isinstance(per_style, int) or isinstance(per_style, bool) or per_style < 1:
+        raise ValueError(f"per_style must be a positive int, got {per_style!r}")
+    n_styles = len(STYLES)
+    n = per_style * n_styles
+    photos = PhotoPatches("test", 64, length=n * (seed + 1)).batch(range(n * seed, n * (seed + 1)))["image"]
+    target_style = torch.arange(n) % n_styles
+    targets = sample_scenes(seed_range("test").start + 60_000 + n * seed + torch.arange(n))
+    out = pipe(photos, render(targets, target_style, 64), seed=seed, target_style=target_style)
+    said = out.sentence_slots
+    readable = (said >= 0).all(1)
+    names = readable & (said > 0).any(1)
+    drawn = content_survival(said[names], out.fused_slots[names])["object"] if bool(names.any()) else float("nan")
+    style = torch.tensor([(out.fused_style[target_style == b] == b).float().mean() for b in range(n_styles)])
+    return {"style": style, "names_objects": float(names.float().mean()), "readable": float(readable.float().mean()),
+            "said_to_drawn": drawn, "per_style": per_style, "target_style": target_style, "photos": photos,
+            "output": out}
+
+
+# -- evaluating the evaluation (chapter 11) ------------------------------------------------------
+
+RESIZE_METHODS: dict[str, str] = {
+    "pil_bicubic": "PIL's bicubic filter, antialiased (its support widens with the factor), on float pixels",
+    "bilinear": "torch.nn.functional.interpolate, bilinear, antialias=False: aliased when shrinking",
+    "nearest": "torch.nn.functional.interpolate, nearest: one pixel per output pixel, the most aliased",
+    "area": "torch.nn.functional.interpolate, area: the mean of each input block (what FeatureNet does)",
+}
+
+
+def resize_images(images: torch.Tensor, size: int, method: str = "pil_bicubic") -> torch.Tensor:
+    """(B, 3, H, W) pictures in [0, 1] resized to (B, 3, size, size) by one of :data:`RESIZE_METHODS`.
+
+    ``"pil_bicubic"`` resizes each channel as a float image (PIL mode ``F``), as clean-fid does, so
+    no 8-bit rounding enters (Parmar et al. 2022 recommend PIL's antialiased filters); the
+    tensor methods are what a training loop often does on the fly.
+    """
+    images = check_unit_images(images, "images")
+    if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= 4096:
+        raise ValueError(f"size must be an int from 1 to 4096, got {size!r}")
+    if method not in RESIZE_METHODS:
+        raise ValueError(f"method must be one of {sorted(RESIZE_METHODS)}, got {method!r}")
+    if method == "pil_bicubic":
+        x = images.detach().float().cpu().numpy()
+        out = np.stack([[np.asarray(Image.fromarray(channel, mode="F").resize((size, size), Image.BICUBIC))
+                         for channel in picture] for picture in x])
+        return torch.from_numpy(out).clamp(0, 1)  # bicubic overshoots a little at sharp edges
+    kwargs = {"align_corners": False, "antialias": False} if method == "bilinear" else {}
+    return F.interpolate(images.float(), size=(size, size), mode=method, **kwargs).clamp(0, 1)
+
+
+@torch.no_grad()
+def resize_comparison(images: torch.Tensor, others: torch.Tensor, *, extractor: FeatureNet | None = None,
+                      size: int = 32, reference: str = "pil_bicubic",
+                      methods: Sequence[str] = ("bilinear", "nearest", "area")) -> dict[str, float]:
+    """How much the resizing filter alone moves FD (Parmar et al. 2022, clean-fid).
+
+    ``images`` are resized to ``size`` with ``reference`` and with each of ``methods``; the FD
+    between the two versions of the *same* pictures is ``{method: FD}``. ``"real_vs_real"`` is
+    the FD between ``images`` and ``others`` (other pictures of the same kind, as many), both
+    resized with ``reference``: the sampling noise the filter's effect should be compared with.
+    """
+    images, others = check_unit_images(images, "images"), check_unit_images(others, "others")
+    if images.shape[0] != others.shape[0]:
+        raise ValueError(f"images and others must hold as many pictures, got {images.shape[0]} and {others.shape[0]}")
+    extractor = extractor if extractor is not None else feature_extractor(weights="features")
+    ref = extract_features(extractor, resize_images(images, size, reference))
+    out = {m: frechet_distance(ref, extract_features(extractor, resize_images(images, size, m))) for m in methods}
+    out["real_vs_real"] = frechet_distance(ref, extract_features(extractor, resize_images(others, size, reference)))
+    return out
+
+
+@torch.no_grad()
+def discriminator_features(D: nn.Module, images: torch.Tensor, *, batch_size: int = 500) -> torch.Tensor:
+    """A DCGAN discriminator's own features of [0, 1] pictures: its last feature map (the input of
+    its final 4 × 4 convolution; the φ of the projection discriminator) averaged over space,
+    (N, C) on the CPU, in eval mode. The same for an unconditional and a class-conditional D: the
+    class only enters after this map. Scoring a generator here measures it with the very network
+    it was trained to fool (chapter 11 shows how easily that is gamed)."""
+    images = check_unit_images(images, "images")
+    net = getattr(D, "net", None)
+    if not isinstance(net, nn.Sequential) or not isinstance(net[-1], nn.Conv2d):
+        raise TypeError(f"D must be a spokenstyle.models.dcgan.Discriminator, got {type(D).__name__}")
+    was_training = D.training
+    D.eval()
+    device = next(D.parameters()).device
+    try:
+        out = [net[:-1](chunk.to(device) * 2 - 1).mean((2, 3)).float().cpu() for chunk in images.split(batch_size)]
+    finally:
+        D.train(was_training)
+    return torch.cat(out)

@@ -21,6 +21,11 @@ The metrics:
   *density* and *coverage* (their outlier-robust versions). A manifold is the union of balls
   around each sample with radius its distance to its k-th nearest neighbour.
 
+Chapter 11's tools for the traps of these metrics: :func:`fd_by_sample_size` and
+:func:`extrapolate_fd` (FD against 1/N and its value at N → ∞, Chong & Forsyth 2020) and
+:func:`matching_selection` (a subset chosen to imitate the reference set in one feature space,
+which lowers FD there without being better pictures).
+
 A number alone says little: a finite sample of *real* images also has FD > 0 and precision < 1
 against another. So every metric is reported beside its **real-vs-real baseline**: the same
 metric between the reference set and independent real sets of the same size as the fakes
@@ -40,6 +45,12 @@ References:
     https://arxiv.org/abs/2002.09797 (density and coverage)
     Wang, Bovik, Sheikh & Simoncelli 2004, "Image Quality Assessment: From Error Visibility to
     Structural Similarity" (SSIM).
+    Chong & Forsyth 2020, "Effectively Unbiased FID and Inception Score and where to find them",
+    https://arxiv.org/abs/1911.07023 (FD against 1/N, extrapolated to N → ∞:
+    :func:`fd_by_sample_size`)
+    Kynkäänniemi, Karras, Aittala, Aila & Lehtinen 2023, "The Role of ImageNet Classes in Fréchet
+    Inception Distance", https://arxiv.org/abs/2203.06026 (a set chosen to match a feature space's
+    statistics lowers FD in that space without being better pictures: :func:`matching_selection`)
 """
 
 from __future__ import annotations
@@ -64,6 +75,10 @@ __all__ = [
     "mean_sd",
     "check_unit_images",
     "ssim",
+    "FDBySampleSize",
+    "extrapolate_fd",
+    "fd_by_sample_size",
+    "matching_selection",
 ]
 
 
@@ -391,3 +406,111 @@ def ssim(x: torch.Tensor, y: torch.Tensor, *, window: int = 11, sigma: float = 1
     cov = blur(x * y) - mu_x * mu_y
     s = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x ** 2 + mu_y ** 2 + c1) * (var_x + var_y + c2))
     return s.mean((1, 2, 3))
+
+
+# -- FD's bias with the sample size, and its extrapolation (Chong & Forsyth 2020) ----------------
+
+def extrapolate_fd(sizes: Sequence[int], fds: Sequence[float]) -> tuple[float, float]:
+    """The least-squares line ``FD(N) = fd_infinity + slope / N`` through (N, FD) points: returns
+    ``(fd_infinity, slope)``. FD's bias is, to first order, proportional to 1/N (the error of a
+    covariance estimated from N samples), so the intercept at 1/N = 0 estimates the FD of
+    infinitely many samples (Chong & Forsyth 2020, "FID∞"); a slope says how much of a finite-N
+    FD is bias."""
+    n = torch.as_tensor(list(sizes), dtype=torch.float64)
+    y = torch.as_tensor(list(fds), dtype=torch.float64)
+    if n.dim() != 1 or n.shape != y.shape or len(n) < 2:
+        raise ValueError(f"sizes and fds must be two lists of the same length >= 2, got {len(n)} and {len(y)}")
+    if (n <= 0).any() or len(torch.unique(n)) < 2:
+        raise ValueError(f"sizes must be positive and not all equal, got {n.tolist()}")
+    x = 1.0 / n
+    design = torch.stack([torch.ones_like(x), x], 1)  # (k, 2)
+    coef = torch.linalg.lstsq(design, y[:, None]).solution[:, 0]
+    return float(coef[0]), float(coef[1])
+
+
+@dataclass(frozen=True)
+class FDBySampleSize:
+    """FD (and KID) of random subsets of two feature sets at several sizes N, and FD's
+    extrapolation to N → ∞ (:func:`fd_by_sample_size`)."""
+
+    sizes: tuple[int, ...]
+    fd: tuple[float, ...]  # the mean FD over the repeats at each N
+    fd_sd: tuple[float, ...]  # their standard deviation
+    kid: tuple[float, ...]  # the mean unbiased MMD² (KID's kernel) on the same subsets
+    kid_sd: tuple[float, ...]
+    fd_infinity: float  # the intercept of FD against 1/N
+    slope: float  # FD(N) ≈ fd_infinity + slope / N
+    repeats: int = 1
+
+    def predict(self, n: float) -> float:
+        """The fitted line at N = ``n`` (``inf`` gives :attr:`fd_infinity`)."""
+        return self.fd_infinity + self.slope / n
+
+
+def fd_by_sample_size(features_a: torch.Tensor | np.ndarray, features_b: torch.Tensor | np.ndarray,
+                      sizes: Sequence[int], *, repeats: int = 5, seed: int = 0,
+                      vary: str = "both", with_kid: bool = True) -> FDBySampleSize:
+    """FD between random subsets of ``features_a`` and ``features_b`` at each N of ``sizes``
+    (``repeats`` draws per N, without replacement), KID's unbiased MMD² on the same subsets, and
+    the line FD(N) = FD∞ + slope / N fitted to the means (:func:`extrapolate_fd`).
+
+    ``vary="both"`` draws N rows from each set (a real-vs-real curve then extrapolates to about
+    0); ``vary="b"`` keeps all of ``features_a`` (the reference statistics, as Chong & Forsyth
+    keep the training set's) and draws N rows of ``features_b`` only.
+    """
+    a = _features(features_a, "features_a")
+    b = _features(features_b, "features_b")
+    _same_dim(a, b)
+    sizes = [int(s) for s in sizes]
+    if vary not in ("both", "b"):
+        raise ValueError(f"vary must be 'both' or 'b', got {vary!r}")
+    if not isinstance(repeats, int) or isinstance(repeats, bool) or repeats < 1:
+        raise ValueError(f"repeats must be a positive int, got {repeats!r}")
+    limit = b.shape[0] if vary == "b" else min(a.shape[0], b.shape[0])
+    if len(sizes) < 2 or min(sizes) < 2 or max(sizes) > limit:
+        raise ValueError(f"sizes must hold at least two values from 2 to {limit} (the rows available), got {sizes}")
+    rng = torch.Generator().manual_seed(seed)
+    fd_mean, fd_sd, kid_mean, kid_sd = [], [], [], []
+    for n in sizes:
+        fds, kids = [], []
+        for _ in range(repeats):
+            sub_a = a if vary == "b" else a[torch.randperm(a.shape[0], generator=rng)[:n]]
+            sub_b = b[torch.randperm(b.shape[0], generator=rng)[:n]]
+            fds.append(frechet_distance(sub_a, sub_b))
+            if with_kid:
+                kids.append(mmd2_unbiased(sub_a, sub_b))
+        for values, mean_out, sd_out in ((fds, fd_mean, fd_sd), (kids, kid_mean, kid_sd)):
+            m, sd = mean_sd(values) if values else (float("nan"), float("nan"))
+            mean_out.append(m)
+            sd_out.append(sd)
+    fd_inf, slope = extrapolate_fd(sizes, fd_mean)
+    return FDBySampleSize(tuple(sizes), tuple(fd_mean), tuple(fd_sd), tuple(kid_mean), tuple(kid_sd),
+                          fd_inf, slope, repeats)
+
+
+# -- gaming a feature space: resampling to match its statistics (Kynkäänniemi et al. 2023) --------
+
+def matching_selection(pool: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarray, *,
+                       seed: int = 0) -> torch.Tensor:
+    """Indices of ``len(target)`` distinct rows of ``pool`` chosen to look like ``target`` in this
+    feature space: the targets in a random order each take their nearest pool row not taken yet.
+
+    The chosen rows are not better samples, only a subset whose statistics imitate the target's
+    *in this space*: FD measured here falls, FD in an independent space need not (Kynkäänniemi et
+    al. 2023 lowered FID this way by matching Inception's class histogram). Chapter 11 uses it
+    to show why a generator must not be scored in its own discriminator's features.
+    """
+    p = _features(pool, "pool", min_rows=1)
+    t = _features(target, "target", min_rows=1)
+    _same_dim(p, t)
+    if p.shape[0] < t.shape[0]:
+        raise ValueError(f"the pool has {p.shape[0]} rows, fewer than the {t.shape[0]} to choose")
+    d = torch.cdist(t, p)  # (T, P)
+    order = torch.randperm(t.shape[0], generator=torch.Generator().manual_seed(seed))
+    taken = torch.zeros(p.shape[0], dtype=torch.bool)
+    chosen = torch.empty(t.shape[0], dtype=torch.long)
+    for i in order.tolist():
+        j = int(d[i].masked_fill(taken, float("inf")).argmin())
+        taken[j] = True
+        chosen[i] = j
+    return chosen

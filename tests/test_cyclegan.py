@@ -8,6 +8,7 @@ and reloads its checkpoint, and clear errors on bad input. Tiny seeded CPU model
 from __future__ import annotations
 
 import contextlib
+import math
 import random
 
 import numpy as np
@@ -489,3 +490,232 @@ def test_the_shipped_judge_reads_real_renders():
     assert ((slot_logits.argmax(-1) == batch["slots"]) & present).sum() >= 0.9 * present.sum()
     with pytest.raises(ValueError, match="not both"):
         scene_judge(weights="judge", config=JudgeConfig())
+
+
+# -- chapter 11's options: skips, PatchNCE, the small-object term (all off by default) -------------
+
+def test_the_options_are_off_by_default_and_add_nothing():
+    config = cg.CycleGANConfig()
+    assert (config.skip, config.lambda_nce, config.lambda_small, config.lambda_cycle) == (False, 0.0, 0.0, 10.0)
+    model = cg.cyclegan(**TINY)
+    assert not hasattr(model, "P_AB") and set(rcg._generator_side(model)) == {"G_AB", "G_BA"}
+    n_g = sum(p.numel() for g in (model.G_AB, model.G_BA) for p in g.parameters())
+    assert sum(p.numel() for group in rcg.adam_optimizers(model)["G"].param_groups for p in group["params"]) == n_g
+    row = budgets.BUDGETS["cyclegan_flat_comic"]
+    for b in (row.fast, row.full):  # the shipped recipe switches none of them on
+        c = rcg.config_from_budget(b)
+        assert (c.skip, c.lambda_nce, c.lambda_small, c.lambda_cycle) == (False, 0.0, 0.0, 10.0)
+
+
+@pytest.mark.parametrize("n_down", [1, 2])
+def test_skip_connections_carry_the_input_past_the_bottleneck(n_down):
+    """With U-Net skips the decoder takes each encoder stage's features too (twice the channels);
+    with the downsampling path cut (its convolutions zeroed) the output still follows the input,
+    which it cannot without skips."""
+    torch.manual_seed(0)
+    config = cg.CycleGANConfig(**TINY, resolution=32, n_down=n_down, residual=False, norm="none")
+    plain, skip = cg.ResnetGenerator(config), cg.ResnetGenerator(cg.CycleGANConfig(**{**config.__dict__, "skip": True}))
+    assert set(plain.state_dict()) == set(skip.state_dict())  # the same layers, wider inputs
+    ups = [[m.in_channels for m in g.net if isinstance(m, nn.ConvTranspose2d)] for g in (plain, skip)]
+    assert ups[1] == ups[0][:1] + [2 * c for c in ups[0][1:]]  # every up-step after the first takes a skip
+    assert skip.net[-1].in_channels == 2 * plain.net[-1].in_channels == 2 * TINY["g_width"]
+    x1, x2 = torch.rand(2, 1, 3, 32, 32) * 2 - 1
+    for g in (plain, skip):
+        with torch.no_grad():
+            for m in g.net:
+                if isinstance(m, nn.Conv2d) and m.stride == (2, 2):
+                    m.weight.zero_()
+    assert torch.equal(plain(x1), plain(x2))  # nothing passes the cut
+    assert not torch.allclose(skip(x1), skip(x2))  # the skips do
+    assert skip(torch.rand(2, 3, 64, 64) * 2 - 1).shape == (2, 3, 64, 64)  # any size, like the plain one
+    with pytest.raises(ValueError, match="n_down"):
+        cg.CycleGANConfig(skip=True, n_down=0)
+
+
+def test_encode_returns_each_encoder_stage():
+    torch.manual_seed(0)
+    g = cg.ResnetGenerator(cg.CycleGANConfig(**TINY, resolution=32, position=2))
+    feats = g.encode(torch.rand(2, 3, 32, 32) * 2 - 1)
+    assert [f.shape[1] for f in feats] == g.encoder_channels() == [4, 8, 16, 16]
+    assert [f.shape[-1] for f in feats] == [32, 16, 8, 8]
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    h = g._with_position(x)
+    for layer in g.net[:4]:  # the stem, by hand
+        h = layer(h)
+    torch.testing.assert_close(g.encode(x)[0], h)
+
+
+def _info_nce_by_loops(q: torch.Tensor, k: torch.Tensor, b: int, tau: float) -> torch.Tensor:
+    """InfoNCE written patch by patch: -log e^{q_i·k_i/τ} / (e^{q_i·k_i/τ} + Σ_{j≠i} e^{q_i·k_j/τ} + e^{-10/τ}),
+    negatives from the same picture; the e^{-10/τ} is CUT's masked diagonal, kept in its softmax."""
+    n = q.shape[0] // b
+    total = []
+    for pic in range(b):
+        qs, ks = q[pic * n:(pic + 1) * n], k[pic * n:(pic + 1) * n]
+        for i in range(n):
+            pos = torch.exp(qs[i] @ ks[i] / tau)
+            neg = sum(torch.exp(qs[i] @ ks[j] / tau) for j in range(n) if j != i) + math.exp(-10 / tau)
+            total.append(-torch.log(pos / (pos + neg)))
+    return torch.stack(total).mean()
+
+
+def test_patch_nce_matches_infonce_written_by_hand():
+    torch.manual_seed(0)
+    config = cg.CycleGANConfig(**TINY, resolution=32, lambda_nce=1.0, nce_patches=5, nce_dim=8)
+    model = cg.cyclegan(config=config)
+    src, out = torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1
+    torch.manual_seed(3)
+    loss = rcg.patch_nce_loss(model.G_AB, model.P_AB, src, out, config=config)
+    torch.manual_seed(3)  # the same patch locations
+    keys, ids = model.P_AB(model.G_AB.encode(src), 5)
+    queries, _ = model.P_AB(model.G_AB.encode(out), 5, ids)
+    assert all(q.shape == (2 * 5, 8) for q in queries)
+    norms = torch.cat(queries).norm(dim=1)  # unit vectors (0 where a head's ReLUs all happen to be off)
+    assert (((norms - 1).abs() < 1e-5) | (norms == 0)).all() and (norms > 0.5).float().mean() > 0.8
+    by_hand = sum(_info_nce_by_loops(q.double(), k.double(), 2, 0.07) for q, k in zip(queries, keys)) / len(keys)
+    torch.testing.assert_close(loss.double(), by_hand, rtol=1e-4, atol=1e-5)
+    loss.backward()  # the queries' side trains the generator and the heads
+    assert model.P_AB.heads[0][0].weight.grad is not None and model.G_AB.net[1].weight.grad.abs().sum() > 0
+    # a translation that is its source scores better than an unrelated picture (the positive is the same patch)
+    torch.manual_seed(4)
+    same = rcg.patch_nce_loss(model.G_AB, model.P_AB, src, src, config=config)
+    torch.manual_seed(4)
+    other = rcg.patch_nce_loss(model.G_AB, model.P_AB, src, src.flip(-1), config=config)
+    assert same < other
+
+
+def test_small_object_weights_balance_small_and_large_objects():
+    """A 3 x 3 object and a 32 x 32 one on a plain background: per pixel the small one weighs
+    window² / 9 = 25 times more than the inside of the large one, so it holds as much weight as a
+    15 x 15 patch of it; the background none, and a blank picture nothing at all."""
+    x = torch.full((2, 3, 64, 64), -0.8)
+    x[0, :, 2:34, 2:34] = 0.6  # large
+    x[0, :, 50:53, 50:53] = 0.2  # small, far from the large one and the border
+    w = rcg.small_object_weights(x)
+    assert w.shape == (2, 1, 64, 64)
+    assert w[0].mean() == pytest.approx(1.0) and float(w[0, 0, 0, 50]) == 0.0
+    small, large_inside = float(w[0, 0, 51, 51]), float(w[0, 0, 17, 17])
+    assert small == pytest.approx(25 * large_inside, rel=1e-4)
+    assert float(w[0, 0, 50:53, 50:53].sum()) == pytest.approx(float(w[0, 0, 10:25, 10:25].sum()), rel=1e-4)
+    assert torch.equal(w[1], torch.zeros(1, 64, 64))  # blank: nothing stands out
+    with pytest.raises(ValueError, match="window"):
+        rcg.small_object_weights(x, window=4)
+
+
+@pytest.mark.parametrize("options", [{"lambda_small": 3.0}, {"lambda_nce": 0.5}, {"lambda_nce": 1.0, "lambda_cycle": 0.0}])
+def test_cycle_step_adds_each_option_to_the_generator_loss(options):
+    torch.manual_seed(0)
+    model = cg.cyclegan(**TINY, **options)
+    a, b = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    t = _StubTrainer(model)
+    t.modules.update(rcg._generator_side(model))
+    out = rcg.cycle_step(t, {"image_a": a, "image_b": b}, 1, config=model.config,
+                         pools=(rcg.ImagePool(0), rcg.ImagePool(0)), warmup=4)
+    lam = model.config.lambda_cycle
+    expected = out["loss_adv"] + 0.25 * (lam * out["loss_cycle"] + 0.5 * lam * out["loss_idt"])
+    expected = expected + 0.25 * options.get("lambda_nce", 0.0) * out.get("loss_nce", 0.0)
+    expected = expected + 0.25 * options.get("lambda_small", 0.0) * out.get("loss_small", 0.0)
+    torch.testing.assert_close(t.losses["G"], expected.detach(), rtol=1e-5, atol=1e-6)
+    if "lambda_small" in options:
+        ra, rb = a * 2 - 1, b * 2 - 1
+        with torch.no_grad():
+            small = ((rcg.small_object_weights(ra) * (model.G_AB(ra) - ra).abs()).mean()
+                     + (rcg.small_object_weights(rb) * (model.G_BA(rb) - rb).abs()).mean())
+        torch.testing.assert_close(out["loss_small"].detach(), small, rtol=1e-5, atol=1e-6)
+    if options.get("lambda_cycle") == 0.0:  # CUT: no cycle, and no identity L1 (its weight is a fraction of λ)
+        assert float(out["loss_cycle"]) == 0.0 and float(out["loss_idt"]) == 0.0 and out["loss_nce"] > 0
+
+
+@pytest.mark.parametrize("options", [{"skip": True}, {"lambda_nce": 1.0, "lambda_cycle": 0.0, "nce_patches": 16},
+                                     {"lambda_small": 5.0}, {"lambda_identity": 0.0}])
+def test_each_option_trains_saves_and_reloads(tmp_path, options):
+    torch.manual_seed(0)
+    model = cg.cyclegan(resolution=32, **TINY, **options)
+    history = rcg.train_cyclegan(model, unpaired_batches(2, "flat", "comic", 32), steps=3, lr=2e-3, warmup=2,
+                                 device="cpu")
+    assert all(np.isfinite(history["loss_G"]))
+    if "lambda_nce" in options:
+        assert all(np.isfinite(history["loss_nce"])) and len(history["loss_nce"]) == 3
+    model.save_pretrained(tmp_path / "ckpt", metrics={}, extra={})
+    saved = checkpoints.load_checkpoint(tmp_path / "ckpt").tensors
+    assert all(k.startswith(("G_AB.", "G_BA.")) for k in saved)  # neither D nor PatchNCE's heads
+    loaded = cg.cyclegan(weights=tmp_path / "ckpt")
+    x = torch.rand(2, 3, 32, 32)
+    torch.testing.assert_close(loaded.G_AB.translate(x), model.G_AB.translate(x))
+    in_budget = {k: v for k, v in options.items() if k != "nce_patches"}  # a budget row sets the weights only
+    budget = budgets.CycleGANBudget(steps=1, batch_size=1, lr=1e-3, g_width=4, n_blocks=1, d_width=4,
+                                    resolution=32, eval=2, **in_budget)
+    config = rcg.config_from_budget(budget)
+    assert all(getattr(config, k) == v for k, v in in_budget.items())
+
+
+@pytest.mark.parametrize("field, value", [("lambda_nce", -1.0), ("lambda_small", True), ("nce_patches", 0),
+                                          ("nce_temperature", 0.0), ("skip", 1)])
+def test_bad_option_values_are_refused(field, value):
+    with pytest.raises(ValueError, match=field):
+        cg.CycleGANConfig(**{field: value})
+
+
+def test_validation_scenes_are_other_scenes_than_the_test_scenes():
+    judge = scene_judge(weights="judge")
+    extractor = feat.feature_extractor(weights="features")
+    common = dict(judge=judge, n=6, size=32, extractor=extractor)
+    test = evaluation.evaluate_translation(lambda x: x, "flat", "comic", **common)
+    again = evaluation.evaluate_translation(lambda x: x, "flat", "comic", **common, split="test")
+    val = evaluation.evaluate_translation(lambda x: x, "flat", "comic", **common, split="validation")
+    assert test == again and val.l1_to_truth != test.l1_to_truth
+    seen = []
+    evaluation.evaluate_translation(lambda x: seen.append(x) or x, "flat", "comic", **common, split="validation", seed=1)
+    lo = budgets_seed = evaluation.seed_range("validation").start
+    assert torch.equal(seen[0], render(sample_scenes(range(lo + 6, lo + 12)), "flat", 32)) and budgets_seed > 0
+    with pytest.raises(ValueError, match="split"):
+        evaluation.evaluate_translation(lambda x: x, "flat", "comic", **common, split="train")
+
+
+def test_train_variant_is_the_recipe_with_some_fields_changed(tmp_path, monkeypatch):
+    """The "shipped" variant trains exactly the generators `spokenstyle train` would (same seeding,
+    data and steps); another variant changes only its fields."""
+    row = budgets.BUDGETS["cyclegan_flat_comic"]
+    monkeypatch.setitem(budgets.BUDGETS, "cyclegan_flat_comic", budgets.Row(fast=budgets.CycleGANBudget(
+        steps=2, batch_size=2, lr=1e-3, g_width=4, n_blocks=1, d_width=4, resolution=32, eval=4, ema=0.5),
+        full=row.full))
+    rt = runtime.setup(seed=0, device="cpu", profile="fast", verbose=False)
+    rcg.train_flat_comic(tmp_path / "ckpt", runtime=rt)
+    shipped = checkpoints.load_checkpoint(tmp_path / "ckpt").tensors
+    model, history, b = rcg.train_variant("shipped", runtime=rt)
+    assert not model.training and b == budgets.BUDGETS["cyclegan_flat_comic"].fast and history["loss_G"]
+    for key, value in model.generators().state_dict().items():
+        torch.testing.assert_close(value, shipped[key])
+    skip, _, b_skip = rcg.train_variant("skip", runtime=rt, steps=1)
+    assert b_skip.skip and b_skip.steps == 1 and skip.config.skip
+    _, _, custom = rcg.train_variant({"lambda_small": 2.0}, runtime=rt, steps=1)
+    assert custom.lambda_small == 2.0
+    with pytest.raises(ValueError, match="variant"):
+        rcg.train_variant("wider", runtime=rt)
+    with pytest.raises(ValueError, match="style pairs"):
+        rcg.train_variant("shipped", runtime=rt, name="cyclegan_photo")
+    assert set(rcg.ABLATION_VARIANTS) >= {"shipped", "identity_0", "nce_beside", "nce_instead", "skip", "small_objects"}
+    for fields in rcg.ABLATION_VARIANTS.values():  # every variant is a valid budget change
+        rcg.config_from_budget(row.full.replace(**fields))
+
+
+def _run(variant, seed, content, style=(1.0, 1.0)):
+    return {"variant": variant, "seed": seed, "validation": {
+        "AB_content_accuracy": content[0], "BA_content_accuracy": content[1],
+        "AB_style_accuracy": style[0], "BA_style_accuracy": style[1]}}
+
+
+def test_the_ablation_rule_by_hand():
+    """Content and style of a run are its worse direction's; a variant is the mean over seeds; a
+    winner must keep the style (within 0.02) and beat the shipped recipe by more than the seeds'
+    spread (at least 0.02)."""
+    runs = [_run("shipped", 0, (0.80, 0.88)), _run("shipped", 1, (0.84, 0.90)),  # content 0.82, spread 0.04
+            _run("skip", 0, (0.90, 0.91)), _run("skip", 1, (0.88, 0.95)),  # content 0.89, spread 0.02: wins
+            _run("nce", 0, (0.97, 0.97), (0.5, 1.0)), _run("nce", 1, (0.97, 0.97), (0.6, 1.0)),  # best content, lost style
+            _run("small", 0, (0.85, 0.9)), _run("small", 1, (0.85, 0.9))]  # +0.03, less than the spread
+    out = rcg.choose_ablation_variant(runs)
+    assert out["chosen"] == "skip" and out["margin"] == pytest.approx(0.04)
+    assert out["table"]["shipped"]["content"] == pytest.approx(0.82) and "nce" not in out["eligible"]
+    assert rcg.choose_ablation_variant(runs[:2] + runs[-2:])["chosen"] == "shipped"  # 0.03 < the 0.04 spread
+    with pytest.raises(ValueError, match="shipped"):
+        rcg.choose_ablation_variant(runs[2:])

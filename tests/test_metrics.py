@@ -303,3 +303,165 @@ def test_style_breakdown_groups_by_the_style_read_or_requested():
     assert sum(row["accuracy"] for row in shuffled.values()) / 6 < 0.3  # the wrong requests are caught
     with pytest.raises(ValueError, match="requested must be \\(120,\\)"):
         evaluation.style_breakdown(images, net, requested=styles[:5])
+
+
+# -- chapter 11: FD against 1/N, resampling to a feature space, resizing, D's own features -------
+
+def test_extrapolate_fd_is_the_least_squares_line_against_one_over_n():
+    sizes, fds = [250, 500, 1000, 2000, 4000], [38.8, 36.6, 34.8, 32.5, 32.3]
+    slope, intercept = np.polyfit(1.0 / np.array(sizes), np.array(fds), 1)
+    fd_inf, b = metrics.extrapolate_fd(sizes, fds)
+    assert fd_inf == pytest.approx(intercept) and b == pytest.approx(slope)
+    exact = [5.0 + 300.0 / n for n in sizes]  # a line is recovered exactly
+    assert metrics.extrapolate_fd(sizes, exact) == pytest.approx((5.0, 300.0))
+    with pytest.raises(ValueError, match="not all equal"):
+        metrics.extrapolate_fd([100, 100], [1.0, 2.0])
+    with pytest.raises(ValueError, match="same length"):
+        metrics.extrapolate_fd([100, 200], [1.0])
+
+
+def test_fd_by_sample_size_removes_the_bias_of_finite_samples():
+    """Two Gaussians whose FD is known in closed form (means 0.3 apart in each of 8 dimensions:
+    FD = 8 * 0.09 = 0.72, equal covariances): the FD of N samples lies above it, by more than the
+    mean's share of the bias alone (E|μ̂_a - μ̂_b|² = |Δμ|² + tr Σ_a / N + tr Σ_b / N = 0.72 + 16 / N),
+    and the extrapolation to N → ∞ lands nearer the truth than the largest N does. For two
+    samples of one distribution it extrapolates to about 0; KID stays about 0 at every N."""
+    a = gaussian(4000, [0.0] * 8, 1.0, 0)
+    b = gaussian(4000, [0.3] * 8, 1.0, 1)
+    curve = metrics.fd_by_sample_size(a, b, [250, 500, 1000, 2000, 4000], repeats=8, seed=0)
+    assert curve.fd[0] > curve.fd[-1] > 0.72
+    assert abs(curve.fd_infinity - 0.72) < abs(curve.fd[-1] - 0.72) and abs(curve.fd_infinity - 0.72) < 0.05
+    assert curve.slope > 16
+    assert curve.predict(float("inf")) == curve.fd_infinity and len(curve.fd_sd) == 5 and curve.repeats == 8
+    same = metrics.fd_by_sample_size(a, gaussian(4000, [0.0] * 8, 1.0, 2), [250, 500, 1000, 2000], repeats=3)
+    assert abs(same.fd_infinity) < 0.1 * same.fd[0]
+    assert all(abs(k) < 0.01 for k in same.kid) and all(k > 0.005 for k in curve.kid)
+    fixed = metrics.fd_by_sample_size(a, b, [250, 4000], repeats=1, vary="b", with_kid=False)
+    assert fixed.fd[-1] == pytest.approx(metrics.frechet_distance(a, b)) and math.isnan(fixed.kid[0])
+    with pytest.raises(ValueError, match="sizes"):
+        metrics.fd_by_sample_size(a, b, [250, 8000])
+    with pytest.raises(ValueError, match="vary"):
+        metrics.fd_by_sample_size(a, b, [250, 500], vary="a")
+
+
+def test_matching_selection_imitates_the_target_in_its_own_space():
+    target = gaussian(200, [0.0] * 4, 1.0, 0)
+    pool = torch.cat([gaussian(600, [2.0] * 4, 1.0, 1), target + 1e-6])  # the pool holds near-copies of the targets
+    chosen = metrics.matching_selection(pool, target)
+    assert len(set(chosen.tolist())) == 200 and (chosen >= 600).all()  # each target took its own copy
+    assert metrics.frechet_distance(target, pool[chosen]) < 1e-6
+    far = gaussian(800, [1.0] * 4, 2.0, 3)
+    picked = far[metrics.matching_selection(far, target, seed=1)]
+    assert metrics.frechet_distance(target, picked) < 0.5 * metrics.frechet_distance(target, far[:200])
+    with pytest.raises(ValueError, match="fewer"):
+        metrics.matching_selection(far[:10], target)
+
+
+def test_pil_resize_is_torchvisions_antialiased_bicubic_and_the_tensor_one_aliases():
+    import torchvision.transforms.v2.functional as TF
+
+    pictures = real_renders(4, split="real_a", size=128)[0]
+    ours = evaluation.resize_images(pictures, 32, "pil_bicubic")
+    theirs = TF.resize(pictures, [32, 32], interpolation=TF.InterpolationMode.BICUBIC, antialias=True).clamp(0, 1)
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
+    stripes = torch.zeros(1, 3, 64, 64)
+    stripes[..., ::4] = 1.0  # a 1-px line every 4 px: mean 0.25
+    assert evaluation.resize_images(stripes, 16, "pil_bicubic").mean().item() == pytest.approx(0.25, abs=0.01)
+    assert evaluation.resize_images(stripes, 16, "pil_bicubic")[..., 2:-2].std().item() < 0.01  # filtered away (inside)
+    assert evaluation.resize_images(stripes, 16, "nearest").mean().item() == 1.0  # aliased: every sample hits a line
+    torch.testing.assert_close(evaluation.resize_images(stripes, 16, "area"), torch.full((1, 3, 16, 16), 0.25))
+    with pytest.raises(ValueError, match="method"):
+        evaluation.resize_images(pictures, 32, "lanczos")
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        evaluation.resize_images(pictures * 255, 32)
+
+
+def test_resize_comparison_measures_the_filter_beside_real_vs_real():
+    extractor = feat.feature_extractor(weights="features")
+    a = real_renders(64, split="real_a", size=128)[0]
+    b = real_renders(64, split="real_b", size=128)[0]
+    out = evaluation.resize_comparison(a, b, extractor=extractor, methods=("pil_bicubic", "nearest"))
+    assert out["pil_bicubic"] == pytest.approx(0.0, abs=1e-6)  # the same filter: the same pictures
+    ref = feat.extract_features(extractor, evaluation.resize_images(a, 32))
+    near = feat.extract_features(extractor, evaluation.resize_images(a, 32, "nearest"))
+    assert out["nearest"] == pytest.approx(metrics.frechet_distance(ref, near)) and out["nearest"] > 0
+    assert out["real_vs_real"] > 0
+    with pytest.raises(ValueError, match="as many"):
+        evaluation.resize_comparison(a, b[:10], extractor=extractor)
+
+
+@pytest.mark.parametrize("n_classes", [0, 6])
+def test_discriminator_features_are_the_map_before_the_last_convolution(n_classes):
+    from spokenstyle.models import dcgan as dc
+
+    torch.manual_seed(0)
+    D = dc.dcgan(g_width=8, d_width=8, spectral_norm=True, n_classes=n_classes).D
+    x = torch.rand(5, 3, 32, 32)
+    phi = evaluation.discriminator_features(D, x, batch_size=2)
+    assert phi.shape == (5, 8 * 4) and D.training  # its mode is restored
+    D.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(phi, D.net[:-1](x * 2 - 1).mean((2, 3)))
+    with pytest.raises(TypeError, match="Discriminator"):
+        evaluation.discriminator_features(nn.Linear(3, 3), x)
+
+
+class _CopyPipeline:
+    """A stand-in for SpokenStylePipeline that "draws" the source exactly as the judge reads it, in the
+    style asked for: what style_pair_table measures is then the judge itself, computable by hand."""
+
+    def __init__(self, judge):
+        self.judge, self.attribute_judge, self.calls = judge, None, []
+
+    def __call__(self, source, target, *, seed, target_style, source_style=None):
+        from types import SimpleNamespace
+
+        from spokenstyle.models.judge import read_scene
+
+        self.calls.append((source.shape, target.shape, seed))
+        read = read_scene(self.judge, source)[1]
+        return SimpleNamespace(fused_slots=read, sentence_slots=read, fused_style=target_style.clone(),
+                               style_scores=torch.ones(len(read)), source=source, fused=source)
+
+
+def test_style_pair_table_by_hand():
+    from spokenstyle.data import STYLES, render, sample_scenes
+    from spokenstyle.data.splits import seed_range
+    from spokenstyle.models.judge import read_scene, scene_judge
+
+    judge = scene_judge(weights="judge")
+    pipe = _CopyPipeline(judge)
+    table = evaluation.style_pair_table(pipe, per_cell=2, seed=1)
+    assert pipe.calls == [((72, 3, 64, 64), (72, 3, 64, 64), 1)]  # one batch: 36 pairs x 2 scenes
+    assert table.survival.shape == table.style.shape == (6, 6) and torch.equal(table.style, torch.ones(6, 6))
+    start = seed_range("test").start + 2 * 2 * 1  # stretch 1: sources are the even seeds, targets the odd
+    scenes = sample_scenes([start, start + 2])
+    for a in (0, 3):  # every cell holds the same two scenes, drawn in its source style
+        expected = evaluation.content_survival(scenes.colour_slots(), read_scene(judge, render(scenes, a, 64))[1])
+        assert table.survival[a, 5] == pytest.approx(expected["object"]) and table.sentence[a] == pytest.approx(expected["object"])
+    assert torch.equal(table.objects, torch.full((6, 6), float((scenes.colour_slots() > 0).sum())))
+    assert torch.equal(table.survival[:, 0], table.survival[:, 4])  # the copy ignores the target style
+    assert table.ceiling[2] == pytest.approx(table.survival[2, 0])  # the ruler on real watercolour renders
+    d = table.as_dict()
+    assert d["styles"] == list(STYLES) and len(d["survival"]) == 6 and d["per_cell"] == 2
+    assert table.source_style.tolist()[:4] == [0, 0, 0, 0] and table.target_style.tolist()[:4] == [0, 0, 1, 1]
+    with pytest.raises(ValueError, match="per_cell"):
+        evaluation.style_pair_table(pipe, per_cell=0)
+
+
+def test_photo_source_table_counts_sentences_and_drawings():
+    from types import SimpleNamespace
+
+    said = torch.tensor([[-1] * 6, [0] * 6, [1, 0, 0, 0, 0, 0], [0, 3, 5, 0, 0, 0], [2, 0, 0, 0, 0, 0],
+                         [0] * 6, [0] * 6, [0] * 6, [0] * 6, [0] * 6, [0] * 6, [0] * 6])
+    drawn = said.clamp(min=0).clone()
+    drawn[3, 2] = 0  # one of the three named objects is not drawn
+
+    def pipe(source, target, *, seed, target_style):
+        assert source.shape == (12, 3, 64, 64) and target.shape == source.shape
+        return SimpleNamespace(sentence_slots=said, fused_slots=drawn, fused_style=target_style.clone())
+
+    out = evaluation.photo_source_table(pipe, per_style=2)
+    assert out["readable"] == pytest.approx(11 / 12) and out["names_objects"] == pytest.approx(3 / 12)
+    assert out["said_to_drawn"] == pytest.approx(3 / 4) and torch.equal(out["style"], torch.ones(6))
+    assert out["photos"].shape == (12, 3, 64, 64)

@@ -57,10 +57,29 @@ one at a time):
   dots and pixel grids sit at fixed places on the canvas, which a convolution cannot know;
 * ``recipes.cyclegan.GeneratorEMA``: the shipped generators are the running average of the generators' weights.
 
+Three more options, all off by default (the shipped translators use none of them), for the
+ablation of chapter 11 (``benchmarks/translator_ablation.py``):
+
+* ``CycleGANConfig.skip``: U-Net skip connections (Ronneberger et al. 2015; pix2pix's U-Net
+  generator, Isola et al. 2017): each encoder stage's features are concatenated to the decoder's
+  input at the same resolution, so fine detail (a 5-pixel object) need not pass the bottleneck;
+* ``CycleGANConfig.lambda_nce``: the PatchNCE loss of CUT (Park et al. 2020), beside the cycle
+  loss or, with ``lambda_cycle = 0``, in its place: a patch of the translation must be more like
+  the *same* patch of the source than like any other patch of it, in the generator's own
+  encoder features after a small projection head (:class:`PatchProjector`; the heads ``P_AB``
+  and ``P_BA`` exist only when the loss is on);
+* ``CycleGANConfig.lambda_small``: an L1 term between the translation and its source, weighted
+  toward small objects by a map computed from the source's pixels alone (no label:
+  :func:`spokenstyle.recipes.cyclegan.small_object_weights`).
+
 References for the options: Liu et al. 2018, "An intriguing failing of convolutional neural networks
 and the CoordConv solution", https://arxiv.org/abs/1807.03247; Yazıcı et al. 2019, "The Unusual
 Effectiveness of Averaging in GAN Training", https://arxiv.org/abs/1806.04498; Karras et al. 2018,
-"Progressive Growing of GANs", https://arxiv.org/abs/1710.10196.
+"Progressive Growing of GANs", https://arxiv.org/abs/1710.10196; Ronneberger, Fischer & Brox 2015,
+"U-Net", https://arxiv.org/abs/1505.04597; Park, Efros, Zhang & Zhu 2020, "Contrastive Learning for
+Unpaired Image-to-Image Translation" (CUT), https://arxiv.org/abs/2007.15651 and
+https://github.com/taesungp/contrastive-unpaired-translation (``networks.py``: ``PatchSampleF``;
+``patchnce.py``).
 """
 
 from __future__ import annotations
@@ -80,6 +99,7 @@ __all__ = [
     "ResnetBlock",
     "ResnetGenerator",
     "PatchDiscriminator",
+    "PatchProjector",
     "CycleGAN",
     "reference_config",
     "receptive_field",
@@ -155,6 +175,12 @@ class CycleGANConfig:
     cycle_noise: float = 0.0  # std of Gaussian noise added to a translation before the way back (0 = the
     # reference). A generator can pass the cycle by hiding the source in faint, invisible detail while
     # drawing the wrong shape (Chu et al. 2017); noise drowns that channel (Bashkirova et al. 2019)
+    skip: bool = False  # U-Net skip connections, encoder → decoder at each resolution (False = the reference)
+    lambda_nce: float = 0.0  # weight of the PatchNCE loss (CUT: 1.0); 0 = off, no projection heads
+    nce_patches: int = 256  # patches sampled per picture and layer for PatchNCE (CUT's num_patches)
+    nce_dim: int = 64  # width of the PatchNCE projection heads (CUT: 256, for 256-channel features)
+    nce_temperature: float = 0.07  # τ of the InfoNCE softmax (CUT's nce_T)
+    lambda_small: float = 0.0  # weight of the small-object-weighted L1 between a translation and its source; 0 = off
 
     def __post_init__(self) -> None:
         for name in ("resolution", "channels", "g_width", "n_blocks", "d_width", "d_layers", "position"):
@@ -175,6 +201,21 @@ class CycleGANConfig:
             raise ValueError(f"cycle_noise must be a std from 0 to 1 (images are in [-1, 1]), got {self.cycle_noise!r}")
         if not isinstance(self.pool_size, int) or isinstance(self.pool_size, bool) or self.pool_size < 0:
             raise ValueError(f"pool_size must be a non-negative int (0 = no pool), got {self.pool_size!r}")
+        if not isinstance(self.skip, bool):
+            raise ValueError(f"skip must be True or False, got {self.skip!r}")
+        if self.skip and self.n_down < 1:
+            raise ValueError("skip connections need n_down >= 1 (with no downsampling there is nothing to skip)")
+        for name in ("lambda_nce", "lambda_small"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+                raise ValueError(f"{name} must be a non-negative number (0 = off), got {value!r}")
+        for name in ("nce_patches", "nce_dim"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if isinstance(self.nce_temperature, bool) or not isinstance(self.nce_temperature, (int, float)) \
+                or not self.nce_temperature > 0:
+            raise ValueError(f"nce_temperature must be a positive number, got {self.nce_temperature!r}")
 
 
 def reference_config(resolution: int = 128) -> CycleGANConfig:
@@ -190,6 +231,10 @@ class ResnetGenerator(nn.Module):
 
     Layout with ``g_width = w`` and two downsamplings, at 64 px:
     64×64×3 → 64×64×w → 32×32×2w → 16×16×4w → (n_blocks residual blocks) → 32×32×2w → 64×64×w → 64×64×3.
+
+    With ``config.skip`` (U-Net skips) the features of each encoder stage above the bottleneck
+    (64×64×w, 32×32×2w) are concatenated to the decoder's tensor of the same size before its next
+    layer, which therefore takes twice the channels: the layers and their names stay the same.
     """
 
     def __init__(self, config: CycleGANConfig) -> None:
@@ -199,31 +244,76 @@ class ResnetGenerator(nn.Module):
         self.config = c = config
         bias = c.norm == "instance"
         w = c.g_width
+        wide = 2 if c.skip else 1  # a decoder layer that receives a skip takes twice the channels
         # position channels: a learned (P, R, R) map, zero at init (G starts as the plain network)
         self.position = nn.Parameter(torch.zeros(1, c.position, c.resolution, c.resolution)) if c.position else None
         layers: list[nn.Module] = [nn.ReflectionPad2d(3), nn.Conv2d(c.channels + c.position, w, 7, bias=bias),
                                    _norm(c.norm, w), nn.ReLU(inplace=True)]  # (B, w, R, R)
+        stages = [len(layers) - 1]  # index of the last layer of each encoder stage (its output is a feature map)
         for i in range(c.n_down):
             m = w * 2 ** i
             layers += [nn.Conv2d(m, 2 * m, 3, stride=2, padding=1, bias=bias), _norm(c.norm, 2 * m),
                        nn.ReLU(inplace=True)]  # (B, 2m, H/2, W/2)
+            stages.append(len(layers) - 1)
         m = w * 2 ** c.n_down
         layers += [ResnetBlock(m, c.norm) for _ in range(c.n_blocks)]  # (B, m, R/2^n, R/2^n)
+        if c.n_blocks:
+            stages.append(len(layers) - c.n_blocks)  # the first residual block (CUT samples one in the middle too)
+        concat_at = []  # indices of the decoder layers that take an encoder stage's features as well
         for i in range(c.n_down):
             m = w * 2 ** (c.n_down - i)
-            layers += [nn.ConvTranspose2d(m, m // 2, 3, stride=2, padding=1, output_padding=1, bias=bias),
+            if i > 0:
+                concat_at.append(len(layers))
+            layers += [nn.ConvTranspose2d(m * (wide if i > 0 else 1), m // 2, 3, stride=2, padding=1,
+                                          output_padding=1, bias=bias),
                        _norm(c.norm, m // 2), nn.ReLU(inplace=True)]  # (B, m/2, 2H, 2W)
-        layers += [nn.ReflectionPad2d(3), nn.Conv2d(w, c.channels, 7)]  # (B, 3, R, R), before the tanh
+        concat_at.append(len(layers))
+        layers += [nn.ReflectionPad2d(3), nn.Conv2d(w * wide, c.channels, 7)]  # (B, 3, R, R), before the tanh
         self.net = nn.Sequential(*layers)
+        self._encoder_stages = tuple(stages)  # what encode() returns: stem, each downsampling, first block
+        self._skip_from = tuple(stages[: c.n_down]) if c.skip else ()  # stages above the bottleneck
+        self._skip_to = tuple(concat_at) if c.skip else ()
         self.apply(cyclegan_init_)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) in [-1, 1] → (B, 3, H, W) in [-1, 1]; H and W divisible by 2**n_down."""
         _check_images(x, self.config, "x")
-        out = self.net(self._with_position(x) if self.position is not None else x)  # (B, 3, H, W) pre-activation
+        h = self._with_position(x) if self.position is not None else x
+        out = self.net(h) if not self._skip_to else self._forward_with_skips(h)  # (B, 3, H, W) pre-activation
         if self.config.residual:  # a change in tanh's pre-activation space: out = x when net(x) = 0
             out = out + torch.atanh(x.clamp(-0.999, 0.999))
         return torch.tanh(out)
+
+    def _forward_with_skips(self, h: torch.Tensor) -> torch.Tensor:
+        """The layers of ``net`` in order, with each encoder stage's output concatenated to the
+        decoder's tensor of the same resolution (the deepest skip first, as in a U-Net)."""
+        saved: list[torch.Tensor] = []
+        for i, layer in enumerate(self.net):
+            if i in self._skip_to:
+                h = torch.cat([h, saved.pop()], 1)  # (B, 2C, H, W)
+            h = layer(h)
+            if i in self._skip_from:
+                saved.append(h)
+        return h
+
+    def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The encoder's feature maps of ``x`` (B, 3, H, W) in [-1, 1]: the output of the 7×7 stem,
+        of each downsampling and of the first residual block, [(B, C_l, H_l, W_l), ...] (what
+        PatchNCE compares between a picture and its translation; CUT's ``encode_only``)."""
+        _check_images(x, self.config, "x")
+        h = self._with_position(x) if self.position is not None else x
+        feats = []
+        for i, layer in enumerate(self.net[: self._encoder_stages[-1] + 1]):
+            h = layer(h)
+            if i in self._encoder_stages:
+                feats.append(h)
+        return feats
+
+    def encoder_channels(self) -> list[int]:
+        """Channels of each map :meth:`encode` returns (what a :class:`PatchProjector` is built for)."""
+        c = self.config
+        chans = [c.g_width * 2 ** i for i in range(c.n_down + 1)]
+        return chans + ([chans[-1]] if c.n_blocks else [])
 
     def _with_position(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, 3, H, W) with the position channels appended: (B, 3 + P, H, W). Pictures of another
@@ -290,6 +380,44 @@ class PatchDiscriminator(nn.Module):
         return self.net(images)
 
 
+class PatchProjector(nn.Module):
+    """PatchNCE's projection heads (CUT's ``PatchSampleF``): one two-layer MLP per encoder map,
+    applied to feature vectors sampled at a few locations, then L2-normalised.
+
+    ``forward(feats, n, ids=None)`` takes the maps of :meth:`ResnetGenerator.encode`, samples
+    ``n`` locations per map (the same locations for every picture of the batch; ``ids`` reuses
+    the locations of an earlier call, so a translation is sampled where its source was) and
+    returns ``(projections, ids)``: per map a (B·n, nce_dim) tensor of unit vectors and the
+    (n,) flat indices used. The heads only train; a translator's checkpoint does not keep them.
+    """
+
+    def __init__(self, channels: list[int], dim: int = 64) -> None:
+        super().__init__()
+        if not channels or any(not isinstance(c, int) or c < 1 for c in channels):
+            raise ValueError(f"channels must be a non-empty list of positive ints, got {channels!r}")
+        self.heads = nn.ModuleList(nn.Sequential(nn.Linear(c, dim), nn.ReLU(inplace=True), nn.Linear(dim, dim))
+                                   for c in channels)
+        for head in self.heads:  # CUT's init_net(init_type='normal', gain 0.02)
+            for layer in head:
+                if isinstance(layer, nn.Linear):
+                    nn.init.normal_(layer.weight, 0.0, 0.02)
+                    nn.init.zeros_(layer.bias)
+
+    def forward(self, feats: list[torch.Tensor], n: int,
+                ids: list[torch.Tensor] | None = None) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        if len(feats) != len(self.heads):
+            raise ValueError(f"got {len(feats)} feature maps for {len(self.heads)} heads")
+        out, used = [], []
+        for k, (f, head) in enumerate(zip(feats, self.heads)):
+            b, c, h, w = f.shape
+            flat = f.flatten(2).transpose(1, 2)  # (B, H*W, C)
+            idx = ids[k] if ids is not None else torch.randperm(h * w, device=f.device)[: min(n, h * w)]
+            x = head(flat[:, idx, :].flatten(0, 1))  # (B*n, dim)
+            out.append(nn.functional.normalize(x, dim=1))
+            used.append(idx)
+        return out, used
+
+
 def receptive_field(config: CycleGANConfig) -> int:
     """The side, in pixels, of the window each score of a :class:`PatchDiscriminator` sees.
 
@@ -323,7 +451,9 @@ NO_DISCRIMINATORS = "not saved: a translator needs only G_AB and G_BA (training 
 
 
 class CycleGAN(Pretrained, nn.Module):
-    """The four networks in one module: ``G_AB``, ``G_BA``, ``D_A``, ``D_B``.
+    """The four networks in one module: ``G_AB``, ``G_BA``, ``D_A``, ``D_B`` (and, when
+    ``config.lambda_nce`` > 0, PatchNCE's projection heads ``P_AB`` and ``P_BA``, which train with
+    the generators and, like the discriminators, are not saved with a translator).
 
     A trained translator's checkpoint keeps the generators only (:meth:`save_pretrained`; the
     discriminators, about 40 % of the weights at width 32, only matter for training, which resumes
@@ -341,6 +471,9 @@ class CycleGAN(Pretrained, nn.Module):
         self.G_BA = ResnetGenerator(config)  # B → A
         self.D_A = PatchDiscriminator(config)  # real A vs G_BA(b)
         self.D_B = PatchDiscriminator(config)  # real B vs G_AB(a)
+        if config.lambda_nce > 0:  # PatchNCE's projection heads, one set per generator (training only)
+            self.P_AB = PatchProjector(self.G_AB.encoder_channels(), config.nce_dim)
+            self.P_BA = PatchProjector(self.G_BA.encoder_channels(), config.nce_dim)
 
     def generators(self) -> nn.ModuleDict:
         """``G_AB`` and ``G_BA`` alone, under the same state-dict keys: what a trained recipe saves

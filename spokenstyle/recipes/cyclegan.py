@@ -38,12 +38,18 @@ __all__ = [
     "ImagePool",
     "GeneratorEMA",
     "l1_weight",
+    "small_object_weights",
+    "patch_nce_loss",
     "cycle_step",
     "adam_optimizers",
     "linear_decay",
     "train_cyclegan",
     "TranslationSnapshots",
     "PAIRS",
+    "ABLATION_VARIANTS",
+    "ABLATION_RULE",
+    "train_variant",
+    "choose_ablation_variant",
     "config_from_budget",
     "train_pair",
     "train_flat_comic",
@@ -144,6 +150,68 @@ def _noisy(images: torch.Tensor, std: float) -> torch.Tensor:
     return images + std * torch.randn_like(images) if std > 0 else images
 
 
+@torch.no_grad()
+def small_object_weights(images: torch.Tensor, *, window: int = 15, threshold: float = 0.25) -> torch.Tensor:
+    """A per-pixel weight map (B, 1, H, W) that gives each small object about as much weight as a
+    ``window`` × ``window`` patch of a large one, computed from the pictures' own pixels (no label,
+    no mask from the renderer): what :func:`cycle_step`'s ``lambda_small`` term weights its L1 by.
+
+    1. *foreground*: pixels whose colour differs from the picture's median colour (its
+       background, since objects cover a minority of the canvas) by more than ``threshold`` in
+       some channel (pictures in [-1, 1], so 0.25 is an eighth of the range: a halftone dot or a
+       checkerboard of the background stays below it, a coloured object does not);
+    2. *local density*: the share of foreground in the ``window`` around each pixel;
+    3. weight = foreground / density: a pixel of an object smaller than the window gets about
+       window² / area, one inside a large object about 1; the map is scaled to mean 1 per picture
+       (all zeros where nothing stands out).
+
+    Why: an L1 term averages over pixels, so a 5-pixel object weighs 5 / 4,096 of a 64 px
+    picture and the background most of the loss; chapter 5 found the translators losing exactly
+    the small objects.
+    """
+    if not isinstance(images, torch.Tensor) or images.dim() != 4:
+        raise ValueError(f"images must be (B, C, H, W), got {getattr(images, 'shape', type(images).__name__)}")
+    if not isinstance(window, int) or isinstance(window, bool) or window < 1 or window % 2 == 0:
+        raise ValueError(f"window must be a positive odd int, got {window!r}")
+    background = images.flatten(2).median(dim=2).values[:, :, None, None]  # (B, C, 1, 1)
+    fg = ((images - background).abs().amax(1, keepdim=True) > threshold).float()  # (B, 1, H, W)
+    density = torch.nn.functional.avg_pool2d(fg, window, stride=1, padding=window // 2, count_include_pad=False)
+    weight = fg / density.clamp_min(1.0 / window ** 2)
+    mean = weight.mean((1, 2, 3), keepdim=True)
+    return torch.where(mean > 0, weight / mean.clamp_min(1e-12), torch.zeros_like(weight))
+
+
+def patch_nce_loss(G: ResnetGenerator, P, source: torch.Tensor, translation: torch.Tensor, *,
+                   config: CycleGANConfig) -> torch.Tensor:
+    """PatchNCE (Park et al. 2020, CUT): the InfoNCE loss that a patch of ``translation`` is more
+    like the patch of ``source`` at the same place than like the other sampled patches of it, in
+    ``G``'s own encoder features (:meth:`ResnetGenerator.encode`) after the projection heads ``P``
+    (a :class:`~spokenstyle.models.cyclegan.PatchProjector`); averaged over the encoder's maps.
+
+    As in CUT's ``PatchNCELoss``: ``config.nce_patches`` locations per map, the same in source and
+    translation; negatives from the same picture only; the source's side is detached (the keys);
+    logits divided by ``config.nce_temperature``; cross-entropy with the positive as the class.
+    Both pictures in [-1, 1].
+    """
+    feats_q = G.encode(translation)
+    feats_k = G.encode(source)
+    keys, ids = P(feats_k, config.nce_patches)
+    queries, _ = P(feats_q, config.nce_patches, ids)
+    total = torch.zeros((), device=source.device)
+    b = source.shape[0]
+    for q, k in zip(queries, keys):
+        k = k.detach()
+        n = q.shape[0] // b
+        pos = (q * k).sum(1, keepdim=True)  # (B*n, 1)
+        neg = torch.bmm(q.view(b, n, -1), k.view(b, n, -1).transpose(1, 2))  # (B, n, n)
+        eye = torch.eye(n, dtype=torch.bool, device=q.device)[None]
+        neg = neg.masked_fill(eye, -10.0).flatten(0, 1)  # (B*n, n): the diagonal is the positive
+        logits = torch.cat([pos, neg], 1) / config.nce_temperature
+        target = torch.zeros(logits.shape[0], dtype=torch.long, device=q.device)
+        total = total + torch.nn.functional.cross_entropy(logits, target)
+    return total / len(queries)
+
+
 def cycle_step(t, batch: dict[str, torch.Tensor], step: int, *, config: CycleGANConfig,
                pools: tuple[ImagePool, ImagePool], warmup: int = 0,
                ema: GeneratorEMA | None = None) -> dict[str, torch.Tensor]:
@@ -155,22 +223,49 @@ def cycle_step(t, batch: dict[str, torch.Tensor], step: int, *, config: CycleGAN
     drawn through the pools. ``warmup`` > 0 ramps the cycle and identity weights from 0 to
     λ and 0.5 λ over that many steps (:func:`l1_weight`; not in the reference, see
     :func:`train_cyclegan`). ``ema``, when given, is updated after the generator step.
+
+    The options of chapter 11's ablation, each off by default (the step is then the one above,
+    operation for operation): ``config.lambda_nce`` adds PatchNCE (:func:`patch_nce_loss`) for
+    both translations and, as CUT's identity term, for each generator on its own target domain
+    (``t.modules`` then holds the heads ``P_AB``, ``P_BA``); ``config.lambda_cycle = 0`` drops the
+    cycle term (and with it the identity L1, whose weight is a fraction of λ): PatchNCE *in
+    place of* the cycle, CUT's objective; ``config.lambda_small`` adds the L1 between each
+    translation and its source weighted by :func:`small_object_weights`. The extra terms ramp up
+    with the same ``warmup`` factor as the L1 terms (they too hold at the identity).
     """
     G_AB, G_BA, D_A, D_B = (t.modules[k] for k in ("G_AB", "G_BA", "D_A", "D_B"))
     ramp = l1_weight(step, warmup)
     lam, lam_id = ramp * config.lambda_cycle, ramp * config.lambda_cycle * config.lambda_identity
     real_a, real_b = to_tanh_range(batch["image_a"]), to_tanh_range(batch["image_b"])  # (B, 3, R, R)
+    zero = torch.zeros((), device=real_a.device)
     # update_G: both translations, both cycles, both identities
     with t.autocast():
         fake_b = G_AB(real_a)  # A → B
         fake_a = G_BA(real_b)  # B → A
         loss_cycle = (losses.cycle_loss(G_BA(_noisy(fake_b, config.cycle_noise)), real_a)
-                      + losses.cycle_loss(G_AB(_noisy(fake_a, config.cycle_noise)), real_b))
-        loss_idt = (losses.identity_loss(G_AB(real_b), real_b) + losses.identity_loss(G_BA(real_a), real_a)
-                    if config.lambda_identity > 0 else torch.zeros((), device=real_a.device))
+                      + losses.cycle_loss(G_AB(_noisy(fake_a, config.cycle_noise)), real_b)
+                      if config.lambda_cycle > 0 else zero)
+        with_idt = config.lambda_identity > 0 and config.lambda_cycle > 0
+        # each generator on a picture already in its target domain (the identity term; CUT's NCE identity)
+        same_b = G_AB(real_b) if with_idt or config.lambda_nce > 0 else None
+        same_a = G_BA(real_a) if with_idt or config.lambda_nce > 0 else None
+        loss_idt = (losses.identity_loss(same_b, real_b) + losses.identity_loss(same_a, real_a)
+                    if with_idt else zero)
         # 2 x the book's ½-scaled LSGAN term = the reference's MSE(D(G(x)), 1)
         loss_adv = 2 * (losses.lsgan_g_loss(D_B(fake_b)) + losses.lsgan_g_loss(D_A(fake_a)))
         loss_g = loss_adv + lam * loss_cycle + lam_id * loss_idt
+        extra: dict[str, torch.Tensor] = {}
+        if config.lambda_nce > 0:  # CUT: NCE on the translation and, as its identity term, on the other domain
+            P_AB, P_BA = t.modules["P_AB"], t.modules["P_BA"]
+            extra["loss_nce"] = 0.5 * (patch_nce_loss(G_AB, P_AB, real_a, fake_b, config=config)
+                                       + patch_nce_loss(G_AB, P_AB, real_b, same_b, config=config)
+                                       + patch_nce_loss(G_BA, P_BA, real_b, fake_a, config=config)
+                                       + patch_nce_loss(G_BA, P_BA, real_a, same_a, config=config))
+            loss_g = loss_g + ramp * config.lambda_nce * extra["loss_nce"]
+        if config.lambda_small > 0:  # the translation keeps its source's small objects (label-free weights)
+            extra["loss_small"] = ((small_object_weights(real_a) * (fake_b - real_a).abs()).mean()
+                                   + (small_object_weights(real_b) * (fake_a - real_b).abs()).mean())
+            loss_g = loss_g + ramp * config.lambda_small * extra["loss_small"]
     t.optimize("G", loss_g)
     if ema is not None:
         ema.update()
@@ -182,12 +277,22 @@ def cycle_step(t, batch: dict[str, torch.Tensor], step: int, *, config: CycleGAN
         loss_d = loss_d_a + loss_d_b
     t.optimize("D", loss_d)
     return {"loss_G": loss_g, "loss_adv": loss_adv, "loss_cycle": loss_cycle, "loss_idt": loss_idt,
-            "loss_D_A": loss_d_a, "loss_D_B": loss_d_b}
+            "loss_D_A": loss_d_a, "loss_D_B": loss_d_b, **extra}
+
+
+def _generator_side(model: CycleGAN) -> dict[str, torch.nn.Module]:
+    """The modules the generators' optimiser trains: both generators, and PatchNCE's heads if any."""
+    out = {"G_AB": model.G_AB, "G_BA": model.G_BA}
+    if hasattr(model, "P_AB"):
+        out.update(P_AB=model.P_AB, P_BA=model.P_BA)
+    return out
 
 
 def adam_optimizers(model: CycleGAN, *, lr: float = 2e-4, betas: tuple[float, float] = (0.5, 0.999)) -> dict:
-    """The reference's optimisers: one Adam over both generators, one over both discriminators."""
-    return {"G": torch.optim.Adam(itertools.chain(model.G_AB.parameters(), model.G_BA.parameters()), lr=lr, betas=betas),
+    """The reference's optimisers: one Adam over both generators (and PatchNCE's heads, as CUT
+    trains them at the generators' rate), one over both discriminators."""
+    g_params = itertools.chain(*(m.parameters() for m in _generator_side(model).values()))
+    return {"G": torch.optim.Adam(g_params, lr=lr, betas=betas),
             "D": torch.optim.Adam(itertools.chain(model.D_A.parameters(), model.D_B.parameters()), lr=lr, betas=betas)}
 
 
@@ -217,7 +322,7 @@ def train_cyclegan(model: CycleGAN, batches: Callable[[int], dict], *, steps: in
         raise TypeError(f"model must be a CycleGAN, got {type(model).__name__}")
     opts = adam_optimizers(model, lr=lr)
     pools = (ImagePool(model.config.pool_size), ImagePool(model.config.pool_size))
-    trainer = Trainer({"G_AB": model.G_AB, "G_BA": model.G_BA, "D_A": model.D_A, "D_B": model.D_B}, opts,
+    trainer = Trainer({**_generator_side(model), "D_A": model.D_A, "D_B": model.D_B}, opts,
                       partial(cycle_step, config=model.config, pools=pools, warmup=warmup, ema=ema),
                       TrainConfig(steps=steps, log_every=log_every, callback_every=callback_every, desc=desc,
                                   checkpoint_dir=str(checkpoint_dir) if checkpoint_dir else None,
@@ -254,13 +359,29 @@ PAIRS: dict[str, tuple[str, str]] = {
 }
 
 
+ABLATION_VARIANTS: dict[str, dict[str, Any]] = {
+    # chapter 11's ablation of the translators (benchmarks/translator_ablation.py): name -> the fields of
+    # the cyclegan_flat_comic budget row it changes (``spokenstyle train ... --set cyclegan_flat_comic.FIELD=VALUE``)
+    "shipped": {},  # the shipped recipe as it is
+    "identity_0": {"lambda_identity": 0.0},  # no identity term
+    "identity_1": {"lambda_identity": 1.0},  # identity weight λ instead of 0.5 λ
+    "nce_beside": {"lambda_nce": 1.0},  # PatchNCE (CUT's weight 1) beside the cycle
+    "nce_instead": {"lambda_nce": 1.0, "lambda_cycle": 0.0},  # CUT: PatchNCE in place of the cycle and identity L1
+    "skip": {"skip": True},  # U-Net skips from encoder to decoder
+    "small_objects": {"lambda_small": 5.0},  # the small-object-weighted L1 to the source, at the identity's 0.5 λ
+}
+
+
 def config_from_budget(b: CycleGANBudget) -> CycleGANConfig:
     """The architecture a budget row asks for: its ``g_width``, ``n_blocks``, ``d_width``,
-    ``resolution``, ``n_down``, ``d_layers``, ``position``, ``residual``, ``lambda_identity`` and
-    ``cycle_noise`` (:class:`spokenstyle.budgets.CycleGANBudget`)."""
+    ``resolution``, ``n_down``, ``d_layers``, ``position``, ``residual``, ``lambda_identity``,
+    ``cycle_noise`` and chapter 11's options ``lambda_cycle``, ``skip``, ``lambda_nce`` and
+    ``lambda_small`` (:class:`spokenstyle.budgets.CycleGANBudget`)."""
     return CycleGANConfig(resolution=b.resolution, g_width=b.g_width, n_blocks=b.n_blocks, d_width=b.d_width,
                           n_down=b.n_down, d_layers=b.d_layers, position=b.position, residual=b.residual,
-                          lambda_identity=b.lambda_identity, cycle_noise=b.cycle_noise)
+                          lambda_identity=b.lambda_identity, cycle_noise=b.cycle_noise,
+                          lambda_cycle=b.lambda_cycle, skip=b.skip, lambda_nce=b.lambda_nce,
+                          lambda_small=b.lambda_small)
 
 
 def train_pair(out_dir: str | Path, style_a: str, style_b: str, *, runtime, name: str) -> dict[str, Any]:
@@ -304,6 +425,78 @@ def train_pair(out_dir: str | Path, style_a: str, style_b: str, *, runtime, name
                                  **_run_record(runtime, history)})
     shutil.rmtree(run_dir, ignore_errors=True)
     return scores
+
+
+def train_variant(variant: str | dict[str, Any], *, runtime: Runtime, name: str = "cyclegan_flat_comic",
+                  steps: int | None = None, checkpoint_dir: str | Path | None = None,
+                  log_every: int | None = None) -> tuple[CycleGAN, Any, CycleGANBudget]:
+    """One run of a style pair's recipe (budget row ``name`` in ``runtime``'s profile) with the
+    fields of an :data:`ABLATION_VARIANTS` entry (or a dict of fields) changed, and ``steps`` if
+    given: the same seeding, data and training as :func:`train_pair`, without its test-set
+    scoring and saving. Returns ``(model, history, budget)``; the model holds the average of the
+    generators' weights when the budget keeps one (as the shipped translators do), in eval mode.
+    Chapter 11 scores such runs on *validation* scenes (``score_translator(..., split="validation")``).
+    """
+    if name not in PAIRS:
+        raise ValueError(f"name must be one of the style pairs {sorted(PAIRS)}, got {name!r}")
+    label = variant if isinstance(variant, str) else "custom"
+    if isinstance(variant, str):
+        if variant not in ABLATION_VARIANTS:
+            raise ValueError(f"unknown variant {variant!r}; choose one of {sorted(ABLATION_VARIANTS)} or give a dict of fields")
+        variant = ABLATION_VARIANTS[variant]
+    b = runtime.budget(name).replace(**variant, **({"steps": steps} if steps is not None else {}))
+    style_a, style_b = PAIRS[name]
+    torch.manual_seed(runtime.seed)
+    model = cyclegan(config=config_from_budget(b))
+    ema = GeneratorEMA(model, b.ema) if b.ema else None
+    history = train_cyclegan(model, unpaired_batches(b.batch_size, style_a, style_b, b.resolution, seed=runtime.seed),
+                             steps=b.steps, lr=b.lr, warmup=b.warmup, ema=ema, device=runtime.device,
+                             checkpoint_dir=checkpoint_dir,
+                             log_every=log_every or (5 if b.steps < 2000 else 25), desc=f"{name} ({label})")
+    if ema is not None:
+        ema.copy_to(model)
+    return model.eval(), history, b
+
+
+ABLATION_RULE = (
+    "fixed before any test score was seen, on validation scenes only: a run's content is the lower of its two "
+    "directions' content accuracy, its style the lower of their style accuracy; a variant's score is the mean "
+    "over its seeds. Variants whose style falls more than 0.02 below the shipped recipe's (trained in the same "
+    "ablation) are out. The eligible variant with the highest content wins if it beats the shipped recipe's "
+    "content by more than max(0.02, the spread between the seeds of either of the two); otherwise the shipped "
+    "recipe stays. A winner is then retrained on both pairs at the full budget and shipped only if it beats "
+    "the shipped translators on validation scenes in the same way; only then are its test scores reported.")
+
+
+def choose_ablation_variant(runs: list[dict[str, Any]], *, style_slack: float = 0.02,
+                            min_margin: float = 0.02) -> dict[str, Any]:
+    """:data:`ABLATION_RULE` applied to runs ``[{"variant", "seed", "validation": {"AB_content_accuracy",
+    "BA_content_accuracy", "AB_style_accuracy", "BA_style_accuracy", ...}}, ...]``: returns
+    ``{"chosen": variant, "table": {variant: {"content", "style", "content_spread", "seeds"}}, "margin"}``."""
+    table: dict[str, dict[str, Any]] = {}
+    for run in runs:
+        v = run["validation"]
+        row = table.setdefault(run["variant"], {"contents": [], "styles": [], "seeds": []})
+        row["contents"].append(min(v["AB_content_accuracy"], v["BA_content_accuracy"]))
+        row["styles"].append(min(v["AB_style_accuracy"], v["BA_style_accuracy"]))
+        row["seeds"].append(run["seed"])
+    if "shipped" not in table:
+        raise ValueError("the runs must include the shipped recipe ('shipped'): every variant is judged against it")
+    for row in table.values():
+        row["content"] = sum(row["contents"]) / len(row["contents"])
+        row["style"] = sum(row["styles"]) / len(row["styles"])
+        row["content_spread"] = max(row["contents"]) - min(row["contents"])
+    base = table["shipped"]
+    eligible = [k for k, r in table.items() if k != "shipped" and r["style"] >= base["style"] - style_slack]
+    chosen, margin = "shipped", None
+    if eligible:
+        best = max(eligible, key=lambda k: table[k]["content"])
+        margin = max(min_margin, table[best]["content_spread"], base["content_spread"])
+        if table[best]["content"] - base["content"] > margin:
+            chosen = best
+    return {"chosen": chosen, "margin": margin, "eligible": eligible,
+            "table": {k: {key: r[key] for key in ("content", "style", "content_spread", "contents", "styles", "seeds")}
+                      for k, r in table.items()}}
 
 
 def _run_record(runtime: Runtime, history: dict[str, list[float]]) -> dict[str, Any]:

@@ -312,3 +312,15 @@ def test_d_outputs_measures_without_changing_d():
     with torch.no_grad():
         expected = (float(model.D(seen * 2 - 1, y_seen).mean()), float(model.D(unseen * 2 - 1, y_unseen).mean()))
     assert a == pytest.approx(expected, abs=1e-6)
+
+
+def test_fine_tuning_starts_from_a_checkpoint_of_the_same_architecture(tmp_path):
+    torch.manual_seed(0)
+    trained = dc.dcgan(**COND)
+    trained.save_pretrained(tmp_path / "trained")
+    start = rdc.initial_model(dc.DCGANConfig(**COND), tmp_path / "trained")
+    assert all(torch.equal(a, b) for a, b in zip(start.state_dict().values(), trained.state_dict().values()))
+    fresh = rdc.initial_model(dc.DCGANConfig(**COND))
+    assert not all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), trained.state_dict().values()))
+    with pytest.raises(ValueError, match="g_width 4 \\(budget: 8\\).*n_classes 3 \\(budget: 0\\)"):
+        rdc.initial_model(dc.DCGANConfig(**dict(COND, g_width=8, n_classes=0)), tmp_path / "trained")

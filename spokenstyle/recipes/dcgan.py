@@ -20,8 +20,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .. import losses
-from ..data import pool_batches, real_renders
+from .. import checkpoints, losses
+from ..data import STYLES, pool_batches, real_renders
 from ..evaluation import evaluate_images, style_breakdown
 from ..metrics import frechet_distance
 from ..augment import AdaptiveAugment
@@ -32,7 +32,8 @@ from ..budgets import DCGANBudget
 from ..runtime import Runtime
 from ..train import TrainConfig, Trainer, ema_update_, unwrap
 
-__all__ = ["gan_step", "adam_optimizers", "train_dcgan", "config_for", "d_outputs", "validation_scores", "train"]
+__all__ = ["gan_step", "adam_optimizers", "train_dcgan", "config_for", "initial_model", "d_outputs",
+           "validation_scores", "train"]
 
 
 def gan_step(t, batch: torch.Tensor | tuple[torch.Tensor, torch.Tensor], step: int, *, loss: str = "non_saturating",
@@ -169,14 +170,36 @@ def d_outputs(D: nn.Module, seen: torch.Tensor, unseen: torch.Tensor, *, y_seen:
     return means[0], means[1]
 
 
-def validation_scores(G: nn.Module, extractor: nn.Module, *, n: int, size: int, seed: int) -> dict[str, float]:
+def initial_model(config: DCGANConfig, init: str | Path | None = None) -> DCGAN:
+    """The pair training starts from: DCGAN's random init, or (``init``: a shipped name or a
+    checkpoint folder) a trained pair to fine-tune, whose architecture must be ``config``'s."""
+    if not init:
+        return dcgan(config=config)
+    model = DCGAN.from_pretrained(init)
+    differ = {k: (v, getattr(config, k)) for k, v in asdict(model.config).items() if getattr(config, k) != v}
+    if differ:
+        raise ValueError(f"the checkpoint {str(init)!r} has another architecture than the budget asks for: "
+                         + ", ".join(f"{k} {a!r} (budget: {b!r})" for k, (a, b) in differ.items())
+                         + "; set the budget's fields to the checkpoint's to fine-tune it")
+    return model
+
+
+def _classes(G: nn.Module, n: int, style: str | None) -> torch.Tensor | None:
+    """The class ids a generator of one ``style`` draws (None: G's default, every class in turn)."""
+    if style is None or not unwrap(G).config.conditional:
+        return None
+    return torch.full((n,), STYLES.index(style), dtype=torch.long)
+
+
+def validation_scores(G: nn.Module, extractor: nn.Module, *, n: int, size: int, seed: int,
+                      style: str | None = None) -> dict[str, float]:
     """The scores a selection rule may look at: FD, KID, precision, recall and confident share of
     ``n`` samples (latents seeded ``seed + 1``, not the test samples' ``seed``) against real renders
-    of the ``validation`` seed range (two disjoint sets: reference and baseline), never the test
-    sets ``real_a`` / ``real_b`` that the manifest's headline scores use."""
-    fake = G.generate(n, generator=torch.Generator().manual_seed(seed + 1))
-    real = (real_renders(n, split="validation", size=size)[0], [real_renders(n, split="validation", size=size,
-                                                                             offset=n)[0]])
+    of the ``validation`` seed range (two disjoint sets: reference and baseline; of one ``style``
+    if given), never the test sets ``real_a`` / ``real_b`` that the manifest's headline scores use."""
+    fake = G.generate(n, y=_classes(G, n, style), generator=torch.Generator().manual_seed(seed + 1))
+    real = (real_renders(n, split="validation", style=style, size=size)[0],
+            [real_renders(n, split="validation", style=style, size=size, offset=n)[0]])
     report = evaluate_images(fake, extractor=extractor, real=real, label="validation")
     return {f"val_{k}": v for k, v in report.as_dict().items()}
 
@@ -201,7 +224,7 @@ def train(out_dir: str | Path, *, runtime: Runtime) -> dict[str, Any]:
     style = b.style or None
     images, _, styles = real_renders(b.pool, split="train", style=style, size=b.resolution)
     config = config_for(b)
-    model = dcgan(config=config)
+    model = initial_model(config, b.init)
     run_dir = runtime.run_dir("dcgan", "dcgan_all_styles")
     extractor = feature_extractor(weights="features").to(runtime.device)
     reference = extract_features(extractor, real_renders(b.eval, split="real_a", style=style,
@@ -210,7 +233,7 @@ def train(out_dir: str | Path, *, runtime: Runtime) -> dict[str, Any]:
     seen, seen_styles = images[: unseen.shape[0]], styles[: unseen.shape[0]]
 
     def fd_of(G: nn.Module) -> float:  # FD of eval samples of one generator, fixed latents
-        fake = G.generate(b.eval, generator=torch.Generator().manual_seed(runtime.seed))
+        fake = G.generate(b.eval, y=_classes(G, b.eval, style), generator=torch.Generator().manual_seed(runtime.seed))
         return frechet_distance(reference, extract_features(extractor, fake))
 
     def record_fd(trainer, step: int) -> None:  # a Trainer callback; the curves live in the history (resumable)
@@ -234,7 +257,10 @@ def train(out_dir: str | Path, *, runtime: Runtime) -> dict[str, Any]:
     train_seconds = time.perf_counter() - t0  # the FD curve's measurements included
     if g_ema is not None:
         model.G.load_state_dict(g_ema.state_dict())  # ship the average: it is what samples come from
-    fake = model.G.generate(b.eval, generator=torch.Generator().manual_seed(runtime.seed))
+    requested = _classes(model.G, b.eval, style)
+    if requested is None and config.conditional:
+        requested = torch.arange(b.eval) % config.n_classes  # what generate draws by default
+    fake = model.G.generate(b.eval, y=requested, generator=torch.Generator().manual_seed(runtime.seed))
     report = evaluate_images(fake, style=style, label="DCGAN", extractor=extractor)
     print(report)
     scores: dict[str, Any] = report.as_dict()
@@ -245,10 +271,9 @@ def train(out_dir: str | Path, *, runtime: Runtime) -> dict[str, Any]:
                   torch_threads=torch.get_num_threads())
     if "ada_p" in history:
         scores["ada_p_last"] = history.last("ada_p")
-    requested = torch.arange(b.eval) % config.n_classes if config.conditional else None
     breakdown = style_breakdown(fake, extractor, requested=requested)
     scores.update({f"{name}_{k}": v for name, row in breakdown.items() for k, v in row.items()})
-    scores.update(validation_scores(model.G, extractor, n=b.eval, size=b.resolution, seed=runtime.seed))
+    scores.update(validation_scores(model.G, extractor, n=b.eval, size=b.resolution, seed=runtime.seed, style=style))
     model.cpu()
     model.save_pretrained(out_dir, metrics=scores,
                           extra={"data": f"ShapeScenes split 'train' (seeds 0..{b.pool - 1}), "
@@ -259,6 +284,8 @@ def train(out_dir: str | Path, *, runtime: Runtime) -> dict[str, Any]:
                                                "trained generator's weights" if g_ema is not None else
                                                "G is the trained generator"),
                                  "recipe": b.to_dict(),
+                                 **({"init": {"from": b.init, "command": checkpoints.read_manifest(
+                                     checkpoints.resolve(b.init))["command"]}} if b.init else {}),
                                  "fd_curve": history.get("fd_curve", []),
                                  "d_outputs": history.get("d_outputs", [])})
     shutil.rmtree(run_dir, ignore_errors=True)

@@ -496,9 +496,9 @@ BUDGETS: dict[str, Row] = {
                           lambda_adv=1.0, lambda_ground=4.0, lambda_mle=2.0, lr_s=2e-4, lr_t=2e-4),
         AdversarialBudget(steps=600, batch_size=32, n_gz=8, n_train=20000, n_pile=20000, critic_warmup=50, tau=1.0,
                           lambda_adv=1.0, lambda_ground=4.0, lambda_mle=2.0, lr_s=2e-4, lr_t=2e-4),
-        "chapter 6: stage 2, S against the critic T. lambda_mle 2.0, not 0.5: measured on 1,000 test pictures "
-        "(2-core CPU, same 600 steps, sampled at T = 0.7), stage 2 kept 85.1 % of captions true with it (the "
-        "shipped run; 84.0 % in a side run) and 79.3 % with 0.5 (79.7 % with lambda_adv 0.25 instead)."),
+        "chapter 6: stage 2, S against the critic T. lambda_mle 2.0 is the shipped run's (side runs with 0.5 were "
+        "not recorded, so the book cites no figure for them). The lambda_adv = 0 control, everything else equal: "
+        "`--set captioner_adv.lambda_adv=0.0`, recorded in benchmarks/captioner-control-runs-cpu.json."),
     "register_clf": Row(
         TextModelBudget(steps=30, batch_size=32, n_sentences=1000, lr=1e-3),
         TextModelBudget(steps=200, batch_size=64, n_sentences=10000, lr=1e-3),
@@ -598,9 +598,9 @@ BUDGETS: dict[str, Row] = {
         "chapter 9: scenes = held-out scenes of the round trip picture -> words -> picture and of the retrieval "
         "pool; trials = retrieval queries per N; patches = held-out photo patches restyled per painter manner and "
         "method; steps, lr, width = the Gram / AdaIN baselines (full: chapter 5's values); judge_eval = held-out "
-        "patches per manner that score the painter judge. Gram and AdaIN cost about 0.8 s per 64 px patch (150 "
+        "patches per manner that score the painter judge. Gram and AdaIN cost 0.8 to 1.2 s per 64 px patch (150 "
         "steps, width 32) on one thread of the shared 2-core CPU: full's 48 patches x 6 manners x 2 methods took "
-        "14 minutes (benchmarks/painter_methods.py records it; chapter 9 shows the record in every profile); "
+        "9.4 minutes (benchmarks/painter_methods.py records it; chapter 9 shows the record in every profile); "
         "fast narrows the features to 12 channels and takes 20 steps of 3 patches"),
     "faq": Row(
         FAQBudget(pairs_per_cell=2, photos=2, fd_sizes=(250, 500, 1000, 2000), fd_repeats=4, fd_real=2000,

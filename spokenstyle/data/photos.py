@@ -19,10 +19,29 @@ The **painterly** domain applies procedural filters (batched torch code, determi
   edges (Sobel), paper grain;
 * ``pencil``: a colour-pencil sketch by "colour dodge" (the image divided by a blurred
   inverse: edges turn into strokes, flat areas go white), with hatching.
+
+Three more filters (:data:`MANNER_FILTERS`, chapter 9) imitate a painter's *manner*, and only
+that: they are procedural approximations, not anybody's work, and nothing was learnt from a
+painting.
+
+* ``pointillist``: dots of pure, saturated colour on pale paper, a few pixels apart on jittered
+  grids, each dot's colour varied a little (after the divisionism of Seurat and Signac);
+* ``strokes``: directional brush strokes that follow the picture's *flow field*, the direction
+  of least change of its structure tensor, drawn by line-integral convolution of a fixed noise
+  (Cabral & Leedom 1993; Kyprianidis & Döllner's flow-based filters), over Kuwahara-flattened
+  colour (after the strokes of van Gogh);
+* ``woodblock``: flat fields of a few colours (k-means on each picture's colours) with dark
+  outlines where fields of different tone meet, tinted towards warm paper (after ukiyo-e
+  woodblock prints).
+
+The ``"mixed"`` domain of :class:`PhotoPatches` draws from the first three filters only
+(:data:`MIXED_FILTERS`), as it always has; :func:`painterly` and ``PhotoPatches(painterly=...)``
+take any of the six.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -43,11 +62,17 @@ __all__ = [
     "PHOTO_CREDITS",
     "PHOTO_NAMES",
     "PAINTERLY_FILTERS",
+    "MANNER_FILTERS",
+    "ALL_FILTERS",
+    "MIXED_FILTERS",
     "PhotoCredit",
     "load_photo",
     "photo_path",
     "to_rgb",
     "kuwahara",
+    "pointillist",
+    "strokes",
+    "woodblock",
     "painterly",
     "PhotoPatches",
     "UnpairedPhotos",
@@ -279,20 +304,180 @@ PAINTERLY_FILTERS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 }
 
 
+# -- a painter's manner, approximated (chapter 9) -----------------------------------------------
+
+PAPER = (0.96, 0.94, 0.88)  # warm, off-white paper under the dots and the prints
+INK = (0.13, 0.11, 0.12)  # the woodblock's outline colour
+
+
+def _paper(x: torch.Tensor) -> torch.Tensor:
+    return torch.tensor(PAPER, dtype=x.dtype, device=x.device).view(1, 3, 1, 1).expand_as(x)
+
+
+def _saturate(x: torch.Tensor, amount: float) -> torch.Tensor:
+    gray = _luma(x)
+    return (gray + amount * (x - gray)).clamp(0, 1)
+
+
+def pointillist(x: torch.Tensor, spacing: int = 4, radius: float = 1.7) -> torch.Tensor:
+    """Pointillism, approximated: round dots of saturated colour on pale paper.
+
+    Four jittered grids of dots, ``spacing`` px apart and offset by half a cell from each other,
+    are laid down in turn on a pale ground toned by the picture's blurred colours; each dot (``radius`` px) takes the colour of the slightly blurred,
+    saturated picture at its centre, varied per dot by up to ±0.08 per channel (the mixing of
+    neighbouring colours is left to the eye). The jitter and the variation come from fixed
+    generators, so the filter is deterministic."""
+    x = _check_images(x)
+    if isinstance(spacing, bool) or not isinstance(spacing, int) or not 2 <= spacing <= 32:
+        raise ValueError(f"spacing must be an int from 2 to 32 (px), got {spacing!r}")
+    if not 0.5 <= float(radius) <= spacing:
+        raise ValueError(f"radius must be from 0.5 to spacing ({spacing}) px, got {radius!r}")
+    B, _, H, W = x.shape
+    vivid = _saturate(_blur(x, 0.8), 1.6)
+    wide = min(3.0, (min(H, W) - 1) / 3)  # the blur's reflect padding must fit in a small picture
+    out = 0.6 * _paper(x) + 0.4 * _blur(x, wide)  # a ground toned by the picture's colours, as painters prime
+    ys = torch.arange(H, device=x.device, dtype=x.dtype)[:, None].expand(H, W)
+    xs = torch.arange(W, device=x.device, dtype=x.dtype)[None, :].expand(H, W)
+    half = spacing // 2
+    for layer, (oy, ox) in enumerate(((0, 0), (half, half), (0, half), (half, 0))):
+        gen = torch.Generator().manual_seed(7_001 + layer)
+        rows, cols = H // spacing + 2, W // spacing + 2
+        jitter = ((torch.rand(2, rows, cols, generator=gen) - 0.5) * 0.6 * spacing).to(x.device, x.dtype)
+        shade = ((torch.rand(3, rows, cols, generator=gen) - 0.5) * 0.16).to(x.device, x.dtype)
+        iy = torch.div(ys + oy, spacing, rounding_mode="floor").long()  # (H, W) the cell of each pixel
+        ix = torch.div(xs + ox, spacing, rounding_mode="floor").long()
+        cy = iy * spacing - oy + (spacing - 1) / 2 + jitter[0, iy, ix]  # the dot centre of that cell
+        cx = ix * spacing - ox + (spacing - 1) / 2 + jitter[1, iy, ix]
+        inside = (ys - cy) ** 2 + (xs - cx) ** 2 <= radius ** 2  # (H, W)
+        py = cy.round().long().clamp(0, H - 1)
+        px = cx.round().long().clamp(0, W - 1)
+        colour = vivid[:, :, py, px] + shade[:, iy, ix][None]  # (B, 3, H, W): the centre's colour, varied
+        out = torch.where(inside[None, None], colour.clamp(0, 1), out)
+    return out
+
+
+def _signed_sobel(lum: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    kx = torch.tensor([[-1.0, 0, 1], [-2, 0, 2], [-1, 0, 1]], device=lum.device, dtype=lum.dtype) / 4
+    p = F.pad(lum, (1, 1, 1, 1), mode="replicate")
+    return F.conv2d(p, kx.view(1, 1, 3, 3)), F.conv2d(p, kx.T.reshape(1, 1, 3, 3))
+
+
+def flow_field(x: torch.Tensor, sigma: float = 2.0) -> torch.Tensor:
+    """(B, 2, H, W) unit vectors (dx, dy) along which the picture changes least: the minor
+    eigenvector of its smoothed structure tensor, i.e. along edges and stripes, not across."""
+    x = _check_images(x, min_size=1)
+    gx, gy = _signed_sobel(_luma(_blur(x, 1.0)) if min(x.shape[-2:]) > 3 else _luma(x))
+    J = torch.cat([gx * gx, gx * gy, gy * gy], 1)
+    J = _blur(J, sigma) if min(x.shape[-2:]) > 3 * max(1, int(3 * sigma)) else J
+    jxx, jxy, jyy = J[:, 0:1], J[:, 1:2], J[:, 2:3]
+    theta = 0.5 * torch.atan2(2 * jxy, jxx - jyy) + math.pi / 2  # gradient direction, turned a quarter
+    return torch.cat([torch.cos(theta), torch.sin(theta)], 1)
+
+
+def strokes(x: torch.Tensor, length: int = 6) -> torch.Tensor:
+    """Directional brush strokes, approximated: line-integral convolution (Cabral & Leedom 1993)
+    of a fixed noise along the picture's :func:`flow_field`, ``length`` px each way, modulating
+    Kuwahara-flattened, saturated colour; stroke edges darken a little where the picture has
+    edges. Deterministic (the noise comes from a fixed generator)."""
+    x = _check_images(x)
+    if isinstance(length, bool) or not isinstance(length, int) or not 1 <= length <= 32:
+        raise ValueError(f"length must be an int from 1 to 32 (px), got {length!r}")
+    B, _, H, W = x.shape
+    colour = _saturate(kuwahara(x, radius=2), 1.3)
+    flow = flow_field(x)  # (B, 2, H, W)
+    gen = torch.Generator().manual_seed(9_001)
+    noise = torch.rand(1, 1, H, W, generator=gen).to(x.device, x.dtype).expand(B, 1, H, W)
+    # positions in grid_sample's [-1, 1] coordinates (align_corners=True: -1 and 1 are pixel centres)
+    ys = torch.linspace(-1, 1, H, device=x.device, dtype=x.dtype)
+    xs = torch.linspace(-1, 1, W, device=x.device, dtype=x.dtype)
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+    start = torch.stack([gx, gy], -1)[None].expand(B, H, W, 2)  # (B, H, W, 2) as (x, y)
+    scale = torch.tensor([2.0 / max(W - 1, 1), 2.0 / max(H - 1, 1)], device=x.device, dtype=x.dtype)
+    total, count = noise.clone(), 1
+    for sign in (1.0, -1.0):
+        pos = start
+        for _ in range(length):
+            step = F.grid_sample(flow, pos, mode="bilinear", padding_mode="border", align_corners=True)
+            pos = (pos + sign * step.permute(0, 2, 3, 1) * scale).clamp(-1, 1)  # one pixel along the flow
+            total = total + F.grid_sample(noise, pos, mode="bilinear", padding_mode="border", align_corners=True)
+            count += 1
+    lic = total / count  # (B, 1, H, W): streaks along the flow
+    lic = (lic - lic.mean((2, 3), keepdim=True)) / (lic.std((2, 3), keepdim=True) + 1e-6)
+    edge = _sobel(_luma(colour))
+    edge = (edge / (edge.amax((2, 3), keepdim=True) + 1e-6)).clamp(0, 1)
+    return (colour * (1.0 + 0.22 * lic.clamp(-2.5, 2.5)) * (1.0 - 0.35 * edge)).clamp(0, 1)
+
+
+def _kmeans_colours(x: torch.Tensor, k: int, iterations: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per picture, ``k`` colour centres by k-means (Lloyd's algorithm) started from the colours at
+    evenly spaced luminance quantiles (deterministic); returns (labels (B, H, W), centres (B, k, 3))."""
+    B, _, H, W = x.shape
+    pixels = x.flatten(2).transpose(1, 2)  # (B, N, 3)
+    order = _luma(x).flatten(1).argsort(1)  # (B, N)
+    picks = order[:, ((torch.arange(k, device=x.device) + 0.5) / k * order.shape[1]).long()]  # (B, k)
+    centres = torch.gather(pixels, 1, picks[..., None].expand(-1, -1, 3))  # (B, k, 3)
+    for _ in range(iterations):
+        labels = torch.cdist(pixels, centres).argmin(-1)  # (B, N)
+        one_hot = F.one_hot(labels, k).to(x.dtype)  # (B, N, k)
+        mass = one_hot.sum(1)[..., None]  # (B, k, 1)
+        centres = torch.where(mass > 0, one_hot.transpose(1, 2) @ pixels / mass.clamp(min=1), centres)
+    labels = torch.cdist(pixels, centres).argmin(-1)
+    return labels.view(B, H, W), centres
+
+
+def woodblock(x: torch.Tensor, colours: int = 8, step: float = 0.12) -> torch.Tensor:
+    """A woodblock print, approximated: flat fields of ``colours`` colours (k-means on the
+    Kuwahara-flattened picture, the colours then saturated and tinted towards the paper) with
+    dark outlines where two fields meet whose luminance differs by more than ``step`` (fields of
+    nearly one tone are cut by the same block, so they get no line). Every pixel is one of the
+    ``colours`` field colours or the ink colour."""
+    x = _check_images(x)
+    if isinstance(colours, bool) or not isinstance(colours, int) or not 2 <= colours <= 16:
+        raise ValueError(f"colours must be an int from 2 to 16, got {colours!r}")
+    if not 0.0 <= float(step) <= 1.0:
+        raise ValueError(f"step must be a luminance difference from 0 to 1, got {step!r}")
+    flat = kuwahara(kuwahara(x, radius=2), radius=2)
+    labels, centres = _kmeans_colours(flat, colours)  # (B, H, W), (B, k, 3)
+    paper = torch.tensor(PAPER, dtype=x.dtype, device=x.device)
+    inks = _saturate(centres.transpose(1, 2)[..., None], 1.25)[..., 0].transpose(1, 2)  # (B, k, 3)
+    inks = (0.85 * inks + 0.15 * paper).clamp(0, 1)
+    out = torch.gather(inks, 1, labels.flatten(1)[..., None].expand(-1, -1, 3))  # (B, N, 3)
+    out = out.transpose(1, 2).reshape(x.shape)
+    lum = _luma(out)
+    border = torch.zeros_like(lum, dtype=torch.bool)
+    border[..., 1:, :] |= (lum[..., 1:, :] - lum[..., :-1, :]).abs() > step  # a field ends below ...
+    border[..., :, 1:] |= (lum[..., :, 1:] - lum[..., :, :-1]).abs() > step  # ... or to the right
+    ink = torch.tensor(INK, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    return torch.where(border, ink.expand_as(out), out)
+
+
+MANNER_FILTERS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "pointillist": pointillist, "strokes": strokes, "woodblock": woodblock,
+}
+"""Chapter 9's procedural approximations of a painter's manner (not anybody's work)."""
+
+ALL_FILTERS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {**PAINTERLY_FILTERS, **MANNER_FILTERS}
+"""Every filter :func:`painterly` takes: the painterly domain's three and the three manners."""
+
+MIXED_FILTERS: tuple[str, ...] = tuple(PAINTERLY_FILTERS)
+"""What ``"mixed"`` draws from: the first three filters (fixed, so adding a filter changes no data set)."""
+
+
 @torch.no_grad()
 def painterly(x: torch.Tensor, filter: str | Sequence[str] = "oil") -> torch.Tensor:
-    """Applies a painterly filter (one name for the batch, or one per image) to (B, 3, H, W) in [0, 1]."""
+    """Applies a painterly filter (one name for the batch, or one per image; any of
+    :data:`ALL_FILTERS`) to (B, 3, H, W) in [0, 1]."""
     x = _check_images(x)
     names = [filter] * x.shape[0] if isinstance(filter, str) else list(filter)
     if len(names) != x.shape[0]:
         raise ValueError(f"got {len(names)} filter names for {x.shape[0]} images")
     for n in set(names):
-        if n not in PAINTERLY_FILTERS:
-            raise ValueError(f"unknown painterly filter {n!r}; expected one of {tuple(PAINTERLY_FILTERS)}")
+        if n not in ALL_FILTERS:
+            raise ValueError(f"unknown painterly filter {n!r}; expected one of {tuple(ALL_FILTERS)}")
     out = torch.empty_like(x)
     for n in sorted(set(names)):
         idx = torch.tensor([i for i, m in enumerate(names) if m == n], device=x.device)
-        out[idx] = PAINTERLY_FILTERS[n](x[idx])
+        out[idx] = ALL_FILTERS[n](x[idx])
     return out
 
 
@@ -321,11 +506,11 @@ def _patches(seeds: torch.Tensor, split: str, size: int) -> torch.Tensor:
 
 def _filters_for(seeds: torch.Tensor, filter: str) -> list[str]:
     if filter != "mixed":
-        if filter not in PAINTERLY_FILTERS:
+        if filter not in ALL_FILTERS:
             raise ValueError(f"unknown painterly filter {filter!r}; expected one of "
-                             f"{tuple(PAINTERLY_FILTERS) + ('mixed',)}")
+                             f"{tuple(ALL_FILTERS) + ('mixed',)}")
         return [filter] * len(seeds)
-    names = tuple(PAINTERLY_FILTERS)
+    names = MIXED_FILTERS
     u = hash_uniform(seeds, 401, 1)[:, 0].tolist()
     return [names[min(int(v * len(names)), len(names) - 1)] for v in u]
 

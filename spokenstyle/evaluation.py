@@ -46,8 +46,8 @@ from .data.scenes import sample_scenes, split_slots
 from .data.splits import seed_range
 from .data.styles import STYLES, render, style_ids
 from .data.tokenizer import PAD_ID, encode_captions
-from .metrics import (BaselineReport, Comparison, check_unit_images, compare_to_baseline, frechet_distance,
-                      mean_sd, ssim)
+from .metrics import (BaselineReport, Comparison, check_unit_images, compare_to_baseline, fd_is_meaningful,
+                      frechet_distance, kid, mean_sd, ssim)
 from .models.captioner import Captioner, caption_images, content_probs, rule_based_rewrite
 from .models.critic import TextClassifier, reader_predict
 from .models.features import FeatureNet, confidence, extract_features, feature_extractor
@@ -248,6 +248,9 @@ class TranslationScores:
     fd_real_vs_real: float  # the same for a second set of real target-style renders
     cycle_l1: float | None = None  # mean |back(translation) - source| when a way back was given
     judge_on_truth: dict[str, float] = field(default_factory=dict)  # the judge's scores on the ground truth
+    fd_meaningful: bool = True  # n >= 2 x the feature dimension (metrics.fd_is_meaningful); else read KID
+    kid: float = float("nan")  # KID (unbiased at any n) to the same real renders, and real vs real
+    kid_real_vs_real: float = float("nan")
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -347,8 +350,9 @@ def evaluate_translation(translate: Callable[[torch.Tensor], torch.Tensor], styl
         method=method, source=style_a, target=style_b, n=n, style_accuracy=scores["style"],
         content_accuracy=scores["object"], scene_accuracy=scores["scene"],
         l1_to_truth=float((fake - truth).abs().mean()), ssim_to_truth=float(ssim(fake.clamp(0, 1), truth).mean()),
-        fd=frechet_distance(f1, ff), fd_real_vs_real=frechet_distance(f1, f2), cycle_l1=cycle,
-        judge_on_truth=on_truth)
+        fd=frechet_distance(f1, ff, warn=False), fd_real_vs_real=frechet_distance(f1, f2, warn=False), cycle_l1=cycle,
+        judge_on_truth=on_truth, fd_meaningful=fd_is_meaningful(n, ff.shape[1]),
+        kid=kid(f1, ff, subset_size=min(n, 1000))[0], kid_real_vs_real=kid(f1, f2, subset_size=min(n, 1000))[0])
 
 
 @torch.no_grad()
@@ -363,8 +367,9 @@ def fd_real_baseline(style: str, n: int, size: int = 64, *, extractor: nn.Module
         raise ValueError(f"sets must be an int >= 2 (a standard deviation needs two), got {sets!r}")
     extractor = extractor if extractor is not None else feature_extractor(weights="features")
     ref = extract_features(extractor, real_renders(n, split="real_a", style=style, size=size)[0])
-    fds = [frechet_distance(ref, extract_features(
-        extractor, real_renders(n, split="real_b", style=style, size=size, offset=k * n)[0])) for k in range(sets)]
+    others = (extract_features(extractor, real_renders(n, split="real_b", style=style, size=size, offset=k * n)[0])
+              for k in range(sets))
+    fds = [frechet_distance(ref, other, warn=False) for other in others]  # score_translator flags small n itself
     t = torch.tensor(fds, dtype=torch.float64)
     return float(t.mean()), float(t.std(unbiased=True))
 
@@ -373,7 +378,7 @@ def _scores_dict(prefix: str, scores) -> dict[str, Any]:
     d = scores.as_dict()
     out = {f"{prefix}_{k}": v for k, v in d.items()
            if k in ("style_accuracy", "content_accuracy", "scene_accuracy", "l1_to_truth", "ssim_to_truth", "fd",
-                    "fd_real_vs_real", "cycle_l1")}
+                    "fd_real_vs_real", "cycle_l1", "fd_meaningful", "kid", "kid_real_vs_real")}
     out.update({f"{prefix}_judge_on_truth_{k}": v for k, v in d["judge_on_truth"].items()})
     return out
 

@@ -55,6 +55,7 @@ References:
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -65,6 +66,9 @@ import torch.nn.functional as F
 __all__ = [
     "frechet_distance_gaussians",
     "frechet_distance",
+    "FewSamplesWarning",
+    "FD_MIN_SAMPLES_PER_DIM",
+    "fd_is_meaningful",
     "mmd2_unbiased",
     "kid",
     "prdc",
@@ -135,16 +139,40 @@ def frechet_distance_gaussians(mu_a: torch.Tensor, sigma_a: torch.Tensor,
     return float(value.clamp_min(0))
 
 
-def frechet_distance(features_a: torch.Tensor | np.ndarray, features_b: torch.Tensor | np.ndarray) -> float:
+class FewSamplesWarning(UserWarning):
+    """FD was computed from fewer than :data:`FD_MIN_SAMPLES_PER_DIM` × D samples per set."""
+
+
+FD_MIN_SAMPLES_PER_DIM = 2  # below 2 D samples a covariance estimate is too degenerate for FD to rank anything
+
+
+def fd_is_meaningful(n: int, dim: int) -> bool:
+    """Whether FD from ``n`` samples per set in ``dim`` dimensions can be trusted: with fewer than
+    ``2 * dim`` samples the estimated covariance has rank at most n - 1 (singular below ``dim``),
+    its bias swamps real differences, and fakes can score "better than real". KID is unbiased at
+    any n; use it there."""
+    return n >= FD_MIN_SAMPLES_PER_DIM * dim
+
+
+def frechet_distance(features_a: torch.Tensor | np.ndarray, features_b: torch.Tensor | np.ndarray, *,
+                     warn: bool = True) -> float:
     """FD between two feature sets (N_a, D) and (N_b, D): each set's mean and unbiased
     covariance (divided by N - 1, as torchmetrics' FID), then :func:`frechet_distance_gaussians`.
 
     FD of a set with itself is 0; FD of two finite samples of one distribution is > 0 (it is
-    biased by about tr Σ / N per set), hence the real-vs-real baseline.
+    biased by about tr Σ / N per set), hence the real-vs-real baseline. With fewer than 2 D
+    samples in a set (:func:`fd_is_meaningful`) it warns (:class:`FewSamplesWarning`) unless
+    ``warn`` is False: callers that report the case themselves (a flag beside the score) pass it.
     """
     a = _features(features_a, "features_a")
     b = _features(features_b, "features_b")
     _same_dim(a, b)
+    n, dim = min(a.shape[0], b.shape[0]), a.shape[1]
+    if warn and not fd_is_meaningful(n, dim):
+        warnings.warn(f"FD from {n} samples per set in {dim} dimensions is not meaningful: below "
+                      f"{FD_MIN_SAMPLES_PER_DIM * dim} samples the covariance estimate is degenerate and FD can rank "
+                      f"fakes above real pictures; use KID (metrics.kid, unbiased at any n) or more samples",
+                      FewSamplesWarning, stacklevel=2)
     return frechet_distance_gaussians(a.mean(0), torch.cov(a.T).reshape(a.shape[1], a.shape[1]),
                                       b.mean(0), torch.cov(b.T).reshape(b.shape[1], b.shape[1]))
 
@@ -476,7 +504,7 @@ def fd_by_sample_size(features_a: torch.Tensor | np.ndarray, features_b: torch.T
         for _ in range(repeats):
             sub_a = a if vary == "b" else a[torch.randperm(a.shape[0], generator=rng)[:n]]
             sub_b = b[torch.randperm(b.shape[0], generator=rng)[:n]]
-            fds.append(frechet_distance(sub_a, sub_b))
+            fds.append(frechet_distance(sub_a, sub_b, warn=False))  # the bias at small N is what is measured
             if with_kid:
                 kids.append(mmd2_unbiased(sub_a, sub_b))
         for values, mean_out, sd_out in ((fds, fd_mean, fd_sd), (kids, kid_mean, kid_sd)):

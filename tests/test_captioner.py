@@ -27,7 +27,8 @@ from spokenstyle.models.captioner import (Captioner, CaptionerConfig, ContentMem
                                           captioner, captioner_config, content_probs, gumbel_softmax,
                                           rule_based_rewrite)
 from spokenstyle.models.critic import TextClassifier, classifier_config
-from spokenstyle.recipes.captioning import (_frozen, gradient_estimates, reinforce_loss, train_adversarial, train_mle,
+from spokenstyle.recipes.captioning import (_frozen, gradient_estimates, leave_one_out_baseline, reinforce_loss,
+                                          train_adversarial, train_mle,
                                             train_paired, train_perception, train_reader, train_register_classifier)
 from spokenstyle.runtime import setup
 
@@ -333,6 +334,36 @@ def test_reinforce_loss_gradient_and_estimators():
     assert (plain.mean(0) - exact).abs().max() < 0.02 and (base.mean(0) - exact).abs().max() < 0.01
     assert base.var(0).sum() < plain.var(0).sum() / 2
     assert st.shape == (2000, 6) and torch.isfinite(st).all()
+
+
+def test_leave_one_out_baseline_is_the_mean_of_the_others():
+    rewards = torch.tensor([1.0, 0.0, 2.0, 1.0, -3.0])
+    direct = torch.tensor([sum(rewards[j] for j in range(5) if j != i) / 4 for i in range(5)])
+    assert torch.allclose(leave_one_out_baseline(rewards), direct)
+    rows = torch.randn(3, 6)  # along the last dimension, row by row
+    assert torch.allclose(leave_one_out_baseline(rows), torch.stack([leave_one_out_baseline(r) for r in rows]))
+    # the batch mean is the leave-one-out advantage shrunk by 1 - 1/B
+    assert torch.allclose(rewards - rewards.mean(), (1 - 1 / 5) * (rewards - leave_one_out_baseline(rewards)))
+    log_probs = torch.randn(5, 3, requires_grad=True)
+    reinforce_loss(log_probs, rewards, leave_one_out_baseline(rewards)).backward()
+    assert torch.allclose(log_probs.grad[:, 0], -(rewards - direct) / 5)
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        leave_one_out_baseline(torch.tensor([1.0]))
+
+
+def test_the_batch_mean_baseline_shrinks_the_gradient_and_leave_one_out_does_not():
+    torch.manual_seed(0)
+    logits, r = torch.randn(6), torch.rand(6)
+    p = logits.softmax(-1)
+    exact = p * (r - (p * r).sum())
+    kw = dict(group=4, generator=torch.Generator().manual_seed(1))
+    loo = gradient_estimates(logits, r, 20000, "reinforce_loo", **kw).mean(0)
+    kw["generator"] = torch.Generator().manual_seed(1)
+    mean = gradient_estimates(logits, r, 20000, "reinforce_batch_mean", **kw).mean(0)
+    assert (loo - exact).abs().max() < 0.005
+    assert torch.allclose(mean, 0.75 * loo, atol=1e-6)  # the same draws: exactly (1 - 1/4) times the unbiased one
+    with pytest.raises(ValueError, match="group"):
+        gradient_estimates(logits, r, 10, "reinforce_loo", group=1)
 
 
 def test_literal_value_is_unbounded_below_for_a_constant_critic():

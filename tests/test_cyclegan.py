@@ -460,6 +460,8 @@ def test_scorecard_of_doing_nothing():
                                         method="identity")
     assert s.cycle_l1 == 0.0 and s.method == "identity" and s.n == 4
     assert 0 < s.l1_to_truth < 1 and s.fd >= 0 and s.fd_real_vs_real >= 0
+    assert not s.fd_meaningful  # 4 pictures in 64 dimensions: FD is flagged, KID is given instead
+    assert s.kid == s.kid and s.kid_real_vs_real == s.kid_real_vs_real  # not NaN
     with pytest.raises(ValueError, match="n must be"):
         evaluation.evaluate_translation(lambda x: x, "flat", "comic", judge=judge, n=1)
     with pytest.raises(ValueError, match="unknown style"):

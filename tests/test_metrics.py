@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -465,3 +466,17 @@ def test_photo_source_table_counts_sentences_and_drawings():
     assert out["readable"] == pytest.approx(11 / 12) and out["names_objects"] == pytest.approx(3 / 12)
     assert out["said_to_drawn"] == pytest.approx(3 / 4) and torch.equal(out["style"], torch.ones(6))
     assert out["photos"].shape == (12, 3, 64, 64)
+
+
+def test_fd_warns_below_two_samples_per_dimension():
+    """Issue 38: FD from fewer samples than 2 D ranks fakes above real pictures; the package says so."""
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(20, 16, generator=g), torch.randn(40, 16, generator=g)
+    assert not metrics.fd_is_meaningful(31, 16) and metrics.fd_is_meaningful(32, 16)
+    with pytest.warns(metrics.FewSamplesWarning, match="20 samples per set in 16 dimensions"):
+        metrics.frechet_distance(a, b)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        value = metrics.frechet_distance(a, b, warn=False)  # a caller that flags it itself
+        metrics.frechet_distance(b[:32], b[8:40])  # 2 D samples: no warning
+    assert value == metrics.frechet_distance(a, b, warn=False) > 0

@@ -349,7 +349,9 @@ class PatchDiscriminator(nn.Module):
     """image (B, 3, R, R) in [-1, 1] → a map of patch scores (B, 1, P, P), raw (no sigmoid).
 
     With ``d_layers = 3`` each score sees a 70×70 window (the reference's PatchGAN); at 64 px the
-    map is 6×6. The LSGAN losses average over patches.
+    map is 6×6, and each window is larger than the picture (the reference's 70 px are about a
+    quarter of a 256 px side). ``d_layers = 2`` sees 34×34, ``d_layers = 1`` 16×16 (chapter 5
+    measures them). The LSGAN losses average over patches.
     """
 
     def __init__(self, config: CycleGANConfig) -> None:

@@ -338,8 +338,10 @@ class Discriminator(nn.Module):
         if self.embed is not None:
             nn.init.normal_(self.embed.weight, 0.0, 0.02)
         if config.spectral_norm:
-            # W / σ(W), σ estimated by one power iteration per forward pass: every layer is
-            # 1-Lipschitz, so D's score cannot grow steep enough to leave G without a gradient
+            # W / σ(W), σ of the kernel reshaped to a matrix, estimated by one power iteration per
+            # forward pass. A stride-2 convolution can still stretch by up to 2σ (chapter 4
+            # measures it), but the bound is fixed: D's score cannot grow steep enough to leave G
+            # without a gradient
             for module in self.net:
                 for conv in ([module] if isinstance(module, nn.Conv2d) else
                              [m for m in module.children() if isinstance(m, nn.Conv2d)]):

@@ -14,7 +14,9 @@ F draws the *content of a sentence* in the *style of a target picture*::
   sees of the words: a bottleneck that keeps the sentence's wording out of the shapes.
 * **Style.** A small convolutional style encoder reads the target picture (any scene in the
   target style) and pools channel means and standard deviations (the statistics AdaIN transfers,
-  Huang & Belongie 2017) into a style code; every decoder block is modulated by it (AdaIN).
+  Huang & Belongie 2017) into a style code; every decoder block is modulated by it through a
+  learned affine map (called AdaIN here, as in StyleGAN; strictly conditional instance
+  normalisation, Dumoulin et al. 2017: Huang & Belongie's AdaIN has no parameters).
 * **Where.** A sentence says *what* is in the picture and roughly how the objects stand to each
   other, never *where* exactly. That freedom is ``z``: a small latent *layout code* decoded, with
   the sentence, into one position per colour. In training, z comes from encoding the ground-truth
@@ -48,6 +50,9 @@ References:
     Miyato & Koyama 2018, "cGANs with Projection Discriminator", https://arxiv.org/abs/1802.05637
     Huang & Belongie 2017, "Arbitrary Style Transfer in Real-time with Adaptive Instance
     Normalization", https://arxiv.org/abs/1703.06868
+    Dumoulin, Shlens & Kudlur 2017, "A Learned Representation For Artistic Style" (conditional
+    instance normalisation), https://arxiv.org/abs/1610.07629
+    Karras et al. 2018, "Progressive Growing of GANs" (pixel norm), https://arxiv.org/abs/1710.10196
     Reed et al. 2016, "Generative Adversarial Text to Image Synthesis", https://arxiv.org/abs/1605.05396
     Zhang et al. 2017 (StackGAN), Xu et al. 2018 (AttnGAN): text-conditioned image GANs.
     Zhu et al. 2017, "Toward Multimodal Image-to-Image Translation" (BicycleGAN), https://arxiv.org/abs/1711.11586
@@ -144,7 +149,7 @@ class FusionConfig:
     # random at every pixel, like sketch's and watercolour's paper grain. False: the shipped F
     # (runs of the full recipe with noise=True, seed 0: 78.6 / 78.3 % at width_64 12; 48.4 / 75.2 % at 24: not yet a gain)
     noise: bool = False
-    # the style code divided by its root mean square (StyleGAN's pixel norm, Karras et al. 2019), so
+    # the style code divided by its root mean square (ProGAN's pixel norm, Karras et al. 2018), so
     # its length is fixed at sqrt(style_dim): see StyleEncoder. The recipe sets it; False is the default
     # so that checkpoints from before it (whose manifests lack the field) load unchanged
     style_norm: bool = False

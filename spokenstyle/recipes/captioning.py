@@ -72,6 +72,7 @@ __all__ = [
     "load_generator",
     "train_adversarial",
     "reinforce_loss",
+    "leave_one_out_baseline",
     "gradient_estimates",
     "train",
     "train_reader_recipe",
@@ -439,8 +440,10 @@ def train_adversarial(rt: Runtime, S: Captioner, T: TextClassifier, R: TextClass
 
     With ``estimator="reinforce"`` the rollout is plain ancestral sampling and S's adversarial
     and grounding terms become one REINFORCE loss (:func:`reinforce_loss`) with reward
-    ``log T(y) − λ_ground/λ_adv · ground(y)`` per sentence and the batch-mean reward as baseline;
-    the MLE terms stay as they are.
+    ``log T(y) − λ_ground/λ_adv · ground(y)`` per sentence and, as baseline, the mean reward of
+    the *other* sentences of the batch (:func:`leave_one_out_baseline`, Kool et al. 2019: a batch
+    mean that includes the sentence's own reward shrinks every gradient by ``1 − 1/B``); the MLE
+    terms stay as they are.
 
     R and S's reader are frozen. Returns the history; S and T are trained in place.
     """
@@ -518,7 +521,7 @@ def train_adversarial(rt: Runtime, S: Captioner, T: TextClassifier, R: TextClass
                     reward = F.logsigmoid(score.float()) - (lambda_ground / max(lambda_adv, 1e-8)) * ground
                 loss_adv = -F.logsigmoid(score.float()).mean()
                 loss_ground = ground.mean()
-                loss_pg = lambda_adv * reinforce_loss(out.log_probs, reward, reward.mean())
+                loss_pg = lambda_adv * reinforce_loss(out.log_probs, reward, leave_one_out_baseline(reward))
             # the stage-1 likelihoods: formal captions of x, and the pile as content-conditioned spoken LM
             _, loss_f = S_(None, batch["formal"], "formal",
                            memory=S_.encode_content(*content_probs(*S_.reader(batch["images"]), stated=batch["stated"])))
@@ -542,7 +545,8 @@ def reinforce_loss(log_probs: torch.Tensor, rewards: torch.Tensor, baseline: tor
     """The REINFORCE surrogate (Williams 1992): ``−mean((r − b) · Σ_t log p(y_t))``.
 
     Its gradient is an unbiased estimate of ``−∇ E[r]`` for any baseline ``b`` that does not
-    depend on the sampled sentence; a good baseline (the mean reward) only lowers the variance.
+    depend on the sampled sentence; a good baseline only lowers the variance. The batch's own mean
+    reward depends on the sentence (it includes its reward); :func:`leave_one_out_baseline` does not.
 
     Args:
         log_probs: (B, L) log-probabilities of the sampled tokens (0 after <eos>), with grad.
@@ -556,20 +560,48 @@ def reinforce_loss(log_probs: torch.Tensor, rewards: torch.Tensor, baseline: tor
     return -(advantage * log_probs.sum(1)).mean()
 
 
+def leave_one_out_baseline(rewards: torch.Tensor) -> torch.Tensor:
+    """Baselines of ``rewards`` (..., B): for each sample, the mean reward of the *other* B − 1
+    samples along the last dimension.
+
+    The leave-one-out baseline of Kool et al. (2019). It does not depend on the sample it is
+    subtracted from, so REINFORCE stays unbiased; the batch mean, which includes the sample's own
+    reward, gives ``r_i − mean = (1 − 1/B)(r_i − b_i)``: every gradient shrunk by ``1 − 1/B``.
+    """
+    if rewards.dim() < 1 or rewards.shape[-1] < 2:
+        raise ValueError(f"rewards must have at least 2 samples along its last dimension, got shape "
+                         f"{tuple(rewards.shape)}")
+    rewards = rewards.detach()
+    return (rewards.sum(-1, keepdim=True) - rewards) / (rewards.shape[-1] - 1)
+
+
 def gradient_estimates(logits: torch.Tensor, rewards: torch.Tensor, n: int, method: str, *,
-                       tau: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
-    """``n`` single-sample estimates (n, V) of ``∇_θ E_{k ~ softmax(θ)}[r_k]`` for one categorical.
+                       tau: float = 1.0, group: int = 4, generator: torch.Generator | None = None) -> torch.Tensor:
+    """``n`` estimates (n, V) of ``∇_θ E_{k ~ softmax(θ)}[r_k]`` for one categorical.
 
     The one-token version of what chapter 6 does to whole sentences; the exact gradient is
-    ``p ⊙ (r − E[r])``. Methods: ``"reinforce"`` (``r_k ∇ log p_k``), ``"reinforce_baseline"``
-    (``(r_k − E[r]) ∇ log p_k``: the best constant baseline, here known exactly), ``"gumbel_st"``
-    (straight-through Gumbel-softmax through the linear reward ``r · y``; biased).
+    ``p ⊙ (r − E[r])``. Single-sample methods: ``"reinforce"`` (``r_k ∇ log p_k``),
+    ``"reinforce_baseline"`` (``(r_k − E[r]) ∇ log p_k``: the expected reward, known exactly here,
+    as baseline; a good constant, though not the variance-minimising one, which weighs each reward
+    by ``‖∇ log p_k‖²``), ``"gumbel_st"`` (straight-through Gumbel-softmax through the linear
+    reward ``r · y``; biased). Methods that, like a training batch, estimate the baseline from
+    ``group`` samples and average their ``group`` terms: ``"reinforce_batch_mean"`` (the group's
+    mean reward, the sample's own included: biased by the factor ``1 − 1/group``) and
+    ``"reinforce_loo"`` (:func:`leave_one_out_baseline`: unbiased).
     """
     if logits.dim() != 1 or rewards.shape != logits.shape:
         raise ValueError("logits and rewards must be 1-D tensors of the same length")
-    if method not in ("reinforce", "reinforce_baseline", "gumbel_st"):
+    if method not in ("reinforce", "reinforce_baseline", "gumbel_st", "reinforce_batch_mean", "reinforce_loo"):
         raise ValueError(f"unknown method {method!r}")
+    if not isinstance(group, int) or group < 2:
+        raise ValueError(f"group must be an int >= 2, got {group!r}")
     p = logits.softmax(-1)
+    if method in ("reinforce_batch_mean", "reinforce_loo"):
+        k = torch.multinomial(p.detach().expand(n * group, -1), 1, generator=generator)[:, 0].reshape(n, group)
+        score = F.one_hot(k, logits.shape[0]).float() - p.detach()  # (n, group, V)
+        r = rewards[k]  # (n, group)
+        b = r.mean(1, keepdim=True) if method == "reinforce_batch_mean" else leave_one_out_baseline(r)
+        return ((r - b)[..., None] * score).mean(1)
     if method == "gumbel_st":
         theta = logits.detach().expand(n, -1).clone().requires_grad_(True)
         y = _gumbel(theta, tau, generator)

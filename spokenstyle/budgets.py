@@ -52,6 +52,7 @@ __all__ = [
     "StylizationBudget",
     "FAQBudget",
     "ApplicationsBudget",
+    "ChallengesBudget",
 ]
 
 PROFILES = ("fast", "full")
@@ -381,6 +382,23 @@ class FAQBudget(Budget):
     ablation_seeds: int  # seeds per variant in the notebook's own small ablation
 
 
+@dataclass(frozen=True)
+class ChallengesBudget(Budget):
+    demo_steps: int  # steps of each of the notebook's own small conditional DCGAN runs (data scarcity)
+    demo_width: int  # their G and D width
+    demo_batch: int
+    demo_pool: int  # the small training pool (the large one is demo_pool x demo_ratio)
+    demo_ratio: int
+    demo_probe: int  # real pictures (seen and unseen) on which D's mean output is measured
+    demo_lr: float
+    fusion_n: int  # validation scenes that F draws (every target style in turn)
+    references: int  # K pictures of the target style whose mean style code F draws with
+    strengths: tuple[float, ...]  # how far the style codes are pushed from the other styles
+    translator_n: int  # validation scenes per translator direction
+    stats_n: int  # real renders per style behind the target colour statistics
+    ft_eval: int  # samples of the shipped conditional pair asked for comic: the FD fine-tuning starts from
+
+
 # -- the table ---------------------------------------------------------------------------------
 
 _CYCLEGAN_NOTE = (
@@ -602,6 +620,22 @@ BUDGETS: dict[str, Row] = {
         "steps, width 32) on one thread of the shared 2-core CPU: full's 48 patches x 6 manners x 2 methods took "
         "9.4 minutes (benchmarks/painter_methods.py records it; chapter 9 shows the record in every profile); "
         "fast narrows the features to 12 channels and takes 20 steps of 3 patches"),
+    "challenges": Row(
+        ChallengesBudget(demo_steps=200, demo_width=16, demo_batch=16, demo_pool=32, demo_ratio=64, demo_probe=256,
+                         demo_lr=1e-3, fusion_n=120, references=8, strengths=(0.5, 1.0), translator_n=48, stats_n=64,
+                         ft_eval=500),
+        ChallengesBudget(demo_steps=600, demo_width=32, demo_batch=32, demo_pool=64, demo_ratio=32, demo_probe=256,
+                         demo_lr=1e-3, fusion_n=600, references=8, strengths=(0.5, 1.0), translator_n=300,
+                         stats_n=256, ft_eval=2000),
+        "chapter 10: demo_* = the notebook's own small data-scarcity runs (conditional DCGAN, spectral norm, "
+        "hinge; a small pool with and without translation, and a pool demo_ratio times larger), seconds in fast; "
+        "the full-scale grid (6,000 steps per run, about 20 CPU-minutes each on one thread) is read from "
+        "spokenstyle/shipped/benchmarks/data-scarcity-runs-cpu.json in every profile. fusion_n, translator_n: "
+        "validation scenes behind the confusion matrices of F and of chapter 5's translators; references = K "
+        "pictures per mean style code; strengths = how far the codes are pushed away from the other styles' "
+        "(models.fusion.exaggerate_style); stats_n = training renders per style behind the colour statistics that "
+        "stylization.match_statistics matches; ft_eval = samples of the shipped pair asked for comic, the FD that "
+        "fine-tuning on 100 comic scenes starts from (full: the recorded runs' 2,000)"),
     "faq": Row(
         FAQBudget(pairs_per_cell=2, photos=2, fd_sizes=(250, 500, 1000, 2000), fd_repeats=4, fd_real=2000,
                   fake_pool=4000, resize_n=1000, prdc_n=1000, gaming_n=500, ablation_eval=16, ablation_seeds=1),

@@ -83,6 +83,9 @@ __all__ = [
     "resize_images",
     "resize_comparison",
     "discriminator_features",
+    "StyleReading",
+    "read_styles",
+    "fusion_scenes",
 ]
 
 
@@ -822,3 +825,80 @@ def discriminator_features(D: nn.Module, images: torch.Tensor, *, batch_size: in
     finally:
         D.train(was_training)
     return torch.cat(out)
+
+
+# -- style that misses its target (chapter 10) ---------------------------------------------------
+
+@dataclass
+class StyleReading:
+    """What the scene judge reads in pictures that were asked for a style: the confusion matrix
+    (``confusion[i, j]``: pictures asked for style i that the judge calls style j, counts), the
+    share read in the asked-for style, and the content: the share of objects read back exactly."""
+
+    confusion: torch.Tensor  # (n_styles, n_styles) int64 counts; rows = asked for, columns = read
+    style_accuracy: float
+    content_accuracy: float
+    n: int
+
+    def rates(self) -> torch.Tensor:
+        """The confusion matrix with each asked-for row divided by its count (rows of zeros stay 0)."""
+        return self.confusion.float() / self.confusion.sum(1, keepdim=True).clamp(min=1)
+
+    def confused_with(self, style: str | int) -> dict[str, float]:
+        """The styles that pictures asked for ``style`` are read as, with their shares, largest first."""
+        row = self.rates()[int(style_ids(style, 1)[0])]
+        return {STYLES[j]: float(row[j]) for j in row.argsort(descending=True).tolist() if row[j] > 0}
+
+
+@torch.no_grad()
+def read_styles(judge: nn.Module, images: torch.Tensor, target: torch.Tensor, slots: torch.Tensor, *,
+                batch_size: int = 250) -> StyleReading:
+    """The judge's reading of ``images`` (B, 3, H, W) in [0, 1], asked for styles ``target`` (B,)
+    (ids) and holding the objects ``slots`` (B, 6): a :class:`StyleReading`."""
+    images = check_unit_images(images, "images")
+    B = images.shape[0]
+    for name, t, dims in (("target", target, 1), ("slots", slots, 2)):
+        if not isinstance(t, torch.Tensor) or t.dim() != dims or t.shape[0] != B or t.dtype.is_floating_point:
+            raise ValueError(f"{name} must be an integer tensor with {dims} dimension(s) and {B} rows, got "
+                             f"{tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__}")
+    if int(target.min()) < 0 or int(target.max()) >= len(STYLES):
+        raise ValueError(f"target style ids must lie in 0..{len(STYLES) - 1}")
+    judge.eval()
+    device = next(judge.parameters()).device
+    styles, objects = [], []
+    for x in images.split(batch_size):
+        style_logits, slot_logits = judge(x.to(device))
+        styles.append(style_logits.argmax(-1).cpu())
+        objects.append(slot_logits.argmax(-1).cpu())
+    read, pred = torch.cat(styles), torch.cat(objects)
+    target, slots = target.cpu().long(), slots.cpu()
+    S = len(STYLES)
+    confusion = torch.bincount(target * S + read, minlength=S * S).view(S, S)
+    present = slots > 0
+    return StyleReading(confusion=confusion, style_accuracy=float((read == target).float().mean()),
+                        content_accuracy=float(((pred == slots) & present).sum() / present.sum().clamp(min=1)), n=B)
+
+
+def fusion_scenes(n: int, *, split: str = "validation", seed: int = 0, register: str = "spoken",
+                  references: int = 1) -> dict[str, Any]:
+    """The held-out inputs that :func:`evaluate_fusion` gives F, for experiments with its style
+    input: ``texts`` (n sentences in ``register``), ``slots`` (n, 6), ``styles`` (n,) target ids
+    (every style in turn) and ``references`` (n, 3, 64, 64): one scene in the target style per
+    sentence (the same scenes as :func:`evaluate_fusion`'s), or (n, K, 3, 64, 64) with
+    ``references`` = K > 1: K different scenes per sentence, the first of them that one."""
+    if split not in ("test", "validation"):
+        raise ValueError(f"split must be 'test' or 'validation', got {split!r}")
+    for name, v, low in (("n", n, 1), ("references", references, 1), ("seed", seed, 0)):
+        if not isinstance(v, int) or isinstance(v, bool) or v < low:
+            raise ValueError(f"{name} must be an int >= {low}, got {v!r}")
+    lo = seed_range(split).start
+    seed_range(split).seeds(1, offset=2 * n * (seed + references) - 1)  # a clear error past the range's end
+    seeds = lo + 2 * torch.arange(n) + 2 * seed * n  # evaluate_fusion's scenes; refs at the odd seeds
+    scenes = sample_scenes(seeds)
+    styles = torch.arange(n) % len(STYLES)
+    refs = [render(sample_scenes(seeds + 1), styles, 64)]
+    for k in range(1, references):  # further references: the odd seeds of the following stretches
+        refs.append(render(sample_scenes(seeds + 1 + 2 * n * k), styles, 64))
+    return {"texts": [caption(s, register, int(sd)) for s, sd in zip(scenes.specs(), seeds.tolist())],
+            "slots": scenes.colour_slots(), "styles": styles,
+            "references": refs[0] if references == 1 else torch.stack(refs, 1)}

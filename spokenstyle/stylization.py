@@ -49,6 +49,8 @@ __all__ = [
     "vgg_features",
     "adain",
     "mean_std",
+    "style_statistics",
+    "match_statistics",
     "gram_transfer",
     "adain_transfer",
 ]
@@ -145,6 +147,38 @@ def adain(content: torch.Tensor, style: torch.Tensor, eps: float = 1e-5) -> torc
     mu_c, sd_c = mean_std(content, eps)
     mu_s, sd_s = mean_std(style, eps)
     return sd_s * (content - mu_c) / sd_c + mu_s
+
+
+def style_statistics(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A style's colour statistics in pixel space: the per-channel mean and standard deviation of
+    each of ``images`` (B, C, H, W) (pictures of one style), averaged over the pictures; (C,) each."""
+    mean, std = mean_std(images)
+    return mean.mean(0).flatten(), std.mean(0).flatten()
+
+
+def match_statistics(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, *, strength: float = 1.0) -> torch.Tensor:
+    """AdaIN in pixel space, after drawing: each picture's per-channel mean and standard deviation
+    moved to ``mean`` and ``std`` (C,) or (B, C) (a target style's, :func:`style_statistics`),
+    ``strength`` of the way (1: matched, 0: unchanged), clamped to [0, 1].
+
+    The cheapest fix of a picture whose colours miss its style: no network, no training. It
+    cannot add what the statistics do not hold (strokes, hatching, dots), and it moves every
+    pixel, objects included, so it may cost content: chapter 10 measures both."""
+    if not isinstance(images, torch.Tensor) or images.dim() != 4:
+        raise ValueError(f"images must be (B, C, H, W), got "
+                         f"{tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__}")
+    B, C = images.shape[:2]
+    target = []
+    for name, t in (("mean", mean), ("std", std)):
+        if not isinstance(t, torch.Tensor) or tuple(t.shape) not in ((C,), (B, C)):
+            raise ValueError(f"{name} must be ({C},) or ({B}, {C}), got "
+                             f"{tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__}")
+        target.append(t.to(images).reshape(-1, C, 1, 1))
+    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0 <= strength <= 1:
+        raise ValueError(f"strength must be a number in [0, 1], got {strength!r}")
+    mu, sd = mean_std(images)
+    matched = (images - mu) / sd * target[1] + target[0]
+    return (images + strength * (matched - images)).clamp(0, 1)
 
 
 # -- optimisation-based transfer ---------------------------------------------------------------

@@ -3,6 +3,7 @@ their training (spokenstyle.recipes.fusion) and scorecard (spokenstyle.evaluatio
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 from pathlib import Path
 from types import SimpleNamespace
@@ -583,3 +584,29 @@ def test_recipe_refuses_a_seed_whose_batches_reach_the_held_out_scenes():
     rf.check_clear_of_held_out(0, 31_250, 16)
     with pytest.raises(ValueError, match="would train on held-out scenes.*'real_a'"):
         rf.check_clear_of_held_out(0, 31_251, 16)
+
+
+def test_several_style_pictures_per_sentence_use_their_mean_code(small):
+    torch.manual_seed(0)
+    F = copy.deepcopy(small.F)
+    for block in F.modules():  # AdaIN's maps start at zero (style has no effect yet): give them weights
+        if isinstance(block, fu.AdaINBlock):
+            torch.nn.init.normal_(block.affine.weight, std=0.5)
+    # K = 3 pictures for each of 2 sentences, with different statistics (uniform noise pictures all
+    # share one mean and spread, and so nearly one style code): dark, mid-grey and bright noise
+    refs = torch.rand(2, 3, 3, 64, 64) * 0.3 + torch.tensor([0.0, 0.35, 0.7])[None, :, None, None, None]
+    codes = fu.style_codes(F, refs)
+    one_each = fu.style_codes(F, refs.flatten(0, 1)).view(2, 3, -1).mean(1)
+    if F.style.normalize:
+        one_each = one_each * torch.rsqrt(one_each.square().mean(1, keepdim=True) + 1e-8)
+    assert codes.shape == (2, F.config.style_dim) and torch.allclose(codes, one_each, atol=1e-6)
+    assert not torch.allclose(codes, fu.style_codes(F, refs[:, 0]), atol=1e-3)  # the mean is another code
+    mixed = fu.fuse(F, SENTENCES, refs, seed=3)
+    assert mixed.shape == (2, 3, 64, 64)
+    single = fu.fuse(F, SENTENCES, refs[:, 0], seed=3)
+    alone = fu.fuse(F, SENTENCES, refs[:, :1], seed=3)  # K = 1: the code of that one picture
+    assert torch.allclose(single, alone, atol=1e-5) and not torch.allclose(single, mixed, atol=1e-4)
+    with pytest.raises(ValueError, match="exactly one of style_images"):
+        F(torch.randn(2, F.config.latent_dim), fu.tokenize(SENTENCES, F.config), None)
+    with pytest.raises(ValueError, match="style must have shape"):
+        F(torch.randn(2, F.config.latent_dim), fu.tokenize(SENTENCES, F.config), None, style=codes[:1])

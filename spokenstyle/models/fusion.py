@@ -99,6 +99,8 @@ __all__ = [
     "FusionDiscriminator",
     "FusionGAN",
     "tokenize",
+    "style_codes",
+    "exaggerate_style",
     "fuse",
     "load_fusion",
     "spread_layout",
@@ -548,14 +550,17 @@ class FusionGenerator(nn.Module):
         image = torch.sigmoid(self.to_rgb(x))  # (B, 3, 64, 64) in [0, 1]
         return (image, occ) if return_occupancy else image
 
-    def forward(self, z: torch.Tensor, tokens: torch.Tensor, style_images: torch.Tensor, *,
-                positions: torch.Tensor | None = None, return_aux: bool = False, noise: torch.Tensor | None = None):
+    def forward(self, z: torch.Tensor, tokens: torch.Tensor, style_images: torch.Tensor | None, *,
+                positions: torch.Tensor | None = None, return_aux: bool = False, noise: torch.Tensor | None = None,
+                style: torch.Tensor | None = None):
         """Draws the sentences ``tokens`` in the style of ``style_images`` with layout code ``z``.
 
         Args:
             z: (B, latent_dim) layout codes, N(0, I) at test time.
             tokens: (B, T) int64 token ids (see :func:`tokenize`), 0 = padding.
-            style_images: (B, 3, 64, 64) in [0, 1].
+            style_images: (B, 3, 64, 64) in [0, 1]; None when ``style`` is given.
+            style: (B, style_dim) style codes to use instead of encoding ``style_images`` (e.g.
+                the mean code of several pictures, :func:`style_codes`).
             positions: (B, 6, 2) per-colour positions to use instead of decoding z (training
                 teacher-forces the true layout).
             return_aux: also return a dict with the slot logits, sentence vector, positions.
@@ -571,8 +576,12 @@ class FusionGenerator(nn.Module):
         if not isinstance(z, torch.Tensor) or tuple(z.shape) != (B, c.latent_dim):
             raise ValueError(f"z must have shape ({B}, {c.latent_dim}), got {getattr(z, 'shape', type(z).__name__)}")
         r = c.resolution
-        if (not isinstance(style_images, torch.Tensor) or style_images.dim() != 4
-                or tuple(style_images.shape) != (B, 3, r, r)):
+        if (style is None) == (style_images is None):
+            raise ValueError("give exactly one of style_images (pictures) or style (their codes)")
+        if style is not None and (not isinstance(style, torch.Tensor) or tuple(style.shape) != (B, c.style_dim)):
+            raise ValueError(f"style must have shape ({B}, {c.style_dim}), got {getattr(style, 'shape', type(style).__name__)}")
+        if style is None and (not isinstance(style_images, torch.Tensor) or style_images.dim() != 4
+                              or tuple(style_images.shape) != (B, 3, r, r)):
             raise ValueError(f"style_images must have shape ({B}, 3, {r}, {r}) in [0, 1], "
                              f"got {getattr(style_images, 'shape', type(style_images).__name__)}")
         if noise is not None and (not isinstance(noise, torch.Tensor) or tuple(noise.shape) != (B, 1, r, r)):
@@ -580,7 +589,8 @@ class FusionGenerator(nn.Module):
         sentence, content, slot_logits = self.text(tokens)
         if positions is None:
             positions = self.sample_layout(z, sentence, slot_logits)
-        style = self.style(style_images)
+        if style is None:
+            style = self.style(style_images)
         image, occ = self.draw(slot_logits, positions, style, return_occupancy=True, noise=noise)
         if return_aux:
             return image, {"slot_logits": slot_logits, "sentence": sentence, "positions": positions, "style": style,
@@ -688,12 +698,23 @@ def tokenize(sentences: Sequence[str], config: FusionConfig | None = None) -> to
 
 
 def _style_input(style_images: Any, n: int, resolution: int) -> torch.Tensor:
+    """(B or 1, [K,] 3, H, W) pictures in [0, 1] → (n, [K,] 3, R, R), checked and resized."""
     if not isinstance(style_images, torch.Tensor):
         raise TypeError(f"style_images must be a float tensor (B, 3, H, W) in [0, 1], got {type(style_images).__name__}")
     if style_images.dim() == 3:
         style_images = style_images[None]
+    if style_images.dim() == 5:  # K references per sentence
+        if style_images.shape[1] < 1:
+            raise ValueError("style_images of shape (B, K, 3, H, W) need at least one reference (K >= 1)")
+        B, K = style_images.shape[:2]
+        if B not in (1, n):
+            raise ValueError(f"got {B} rows of style images for {n} sentences; give one row per sentence or one for all")
+        flat = _style_input(style_images.flatten(0, 1), B * K, resolution)
+        flat = flat.view(B, K, *flat.shape[1:])
+        return flat.expand(n, -1, -1, -1, -1) if B == 1 else flat
     if style_images.dim() != 4 or style_images.shape[1] != 3:
-        raise ValueError(f"style_images must have shape (B, 3, H, W), got {tuple(style_images.shape)}")
+        raise ValueError(f"style_images must have shape (B, 3, H, W) or (B, K, 3, H, W), got "
+                         f"{tuple(style_images.shape)}")
     if not style_images.is_floating_point():
         raise TypeError(f"style_images must be floating point in [0, 1], got dtype {style_images.dtype}")
     if style_images.shape[0] not in (1, n):
@@ -712,14 +733,45 @@ def _style_input(style_images: Any, n: int, resolution: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def fuse(F: FusionGenerator, sentences: list[str], style_images: torch.Tensor, *, seed: int = 0) -> torch.Tensor:
+def style_codes(F: FusionGenerator, style_images: torch.Tensor) -> torch.Tensor:
+    """F's style code of pictures: (B, 3, H, W) → (B, style_dim); (B, K, 3, H, W) → the mean
+    code of each row's K pictures (re-normalised like one code when F normalises its codes).
+
+    Why the mean: one picture is one draw of a style (a few strokes, one paper texture); the
+    mean code of several pictures of the same style is closer to the style itself, and chapter
+    10 measures what it does to pictures that miss their target style."""
+    if not isinstance(F, FusionGenerator):
+        raise TypeError(f"F must be a FusionGenerator (see load_fusion), got {type(F).__name__}")
+    x = _style_input(style_images, style_images.shape[0] if isinstance(style_images, torch.Tensor) else 1,
+                     F.config.resolution)
+    device = next(F.parameters()).device
+    was_training = F.training
+    F.eval()
+    try:
+        if x.dim() == 4:
+            return F.style(x.to(device))
+        B, K = x.shape[:2]
+        codes = F.style(x.flatten(0, 1).to(device)).view(B, K, -1).mean(1)  # (B, style_dim)
+        if F.style.normalize:
+            codes = codes * torch.rsqrt(codes.square().mean(1, keepdim=True) + 1e-8)
+        return codes
+    finally:
+        F.train(was_training)
+
+
+@torch.no_grad()
+def fuse(F: FusionGenerator, sentences: list[str], style_images: torch.Tensor | None = None, *, seed: int = 0,
+         style: torch.Tensor | None = None) -> torch.Tensor:
     """Step 4: draws each sentence in the style of its style image.
 
     Args:
         F: a :class:`FusionGenerator` (e.g. :func:`load_fusion`).
         sentences: B sentences in any register (formal or spoken English about ShapeScenes).
         style_images: (B, 3, H, W) float in [0, 1], any H and W (resized to 64 px), or one
-            image (1, 3, H, W) for all sentences.
+            image (1, 3, H, W) for all sentences; or (B or 1, K, 3, H, W): K pictures of the
+            style per sentence, whose mean style code is used (:func:`style_codes`).
+        style: (B or 1, style_dim) style codes to draw with instead of ``style_images`` (give
+            exactly one of the two), e.g. from :func:`style_codes` or :func:`exaggerate_style`.
         seed: seeds the layout codes z ~ N(0, I) (and the pixel noise of an F with
             ``config.noise``): the same seed gives the same pictures.
 
@@ -736,7 +788,17 @@ def fuse(F: FusionGenerator, sentences: list[str], style_images: torch.Tensor, *
     runtime.check_seed(seed)
     c = F.config
     tokens = tokenize(sentences, c)
-    style = _style_input(style_images, len(tokens), c.resolution)
+    if (style is None) == (style_images is None):
+        raise ValueError("give exactly one of style_images (pictures) or style (their codes)")
+    if style is not None:
+        if not isinstance(style, torch.Tensor) or style.dim() != 2 or style.shape[0] not in (1, len(tokens)) \
+                or style.shape[1] != c.style_dim:
+            raise ValueError(f"style must be ({len(tokens)} or 1, {c.style_dim}) style codes, got "
+                             f"{tuple(style.shape) if isinstance(style, torch.Tensor) else type(style).__name__}")
+        codes = style.float().expand(len(tokens), -1).to(next(F.parameters()).device)
+    else:
+        style = _style_input(style_images, len(tokens), c.resolution)
+        codes = style_codes(F, style) if style.dim() == 5 else None
     device = next(F.parameters()).device
     g = torch.Generator().manual_seed(seed)
     z = torch.randn(len(tokens), c.latent_dim, generator=g)  # CPU: same on every device
@@ -744,10 +806,36 @@ def fuse(F: FusionGenerator, sentences: list[str], style_images: torch.Tensor, *
     was_training = F.training
     F.eval()
     try:
-        out = F(z.to(device), tokens.to(device), style.to(device), noise=noise)
+        out = (F(z.to(device), tokens.to(device), style.to(device), noise=noise) if codes is None else
+               F(z.to(device), tokens.to(device), None, style=codes, noise=noise))
     finally:
         F.train(was_training)
     return out.clamp(0, 1)
+
+
+def exaggerate_style(codes: torch.Tensor, centre: torch.Tensor, strength: float, *, normalize: bool = False) -> torch.Tensor:
+    """Style codes pushed away from ``centre``: ``codes + strength · (codes - centre)``.
+
+    ``codes`` (B, style_dim) are codes of target styles (e.g. :func:`style_codes` of K pictures
+    per style) and ``centre`` (style_dim,) the mean code of all styles. What makes a style
+    itself, and not its neighbour, is where its code differs from the others'; ``strength`` > 0
+    moves further along that difference than any reference picture does (0: ``codes``
+    unchanged), as the truncation trick moves towards the mean, in the other direction. It buys
+    style at the price of drawing further from anything F was trained on: chapter 10 measures the
+    content it costs. ``normalize``: divide by the root mean square afterwards, as an F with
+    ``config.style_norm`` does with its own codes (pass ``F.style.normalize``)."""
+    if not isinstance(codes, torch.Tensor) or codes.dim() != 2:
+        raise ValueError(f"codes must be (B, style_dim), got "
+                         f"{tuple(codes.shape) if isinstance(codes, torch.Tensor) else type(codes).__name__}")
+    if not isinstance(centre, torch.Tensor) or tuple(centre.shape) != (codes.shape[1],):
+        raise ValueError(f"centre must be ({codes.shape[1]},), the mean code, got "
+                         f"{tuple(centre.shape) if isinstance(centre, torch.Tensor) else type(centre).__name__}")
+    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or strength < 0:
+        raise ValueError(f"strength must be a number >= 0, got {strength!r}")
+    out = codes + strength * (codes - centre.to(codes))
+    if normalize:
+        out = out * torch.rsqrt(out.square().mean(1, keepdim=True) + 1e-8)
+    return out
 
 
 # -- checkpoints -------------------------------------------------------------------------------

@@ -39,7 +39,7 @@ from ..data.scenes import COLOURS, N_SLOT_CLASSES
 from ..data.styles import STYLES
 from .features import FeatureNet
 
-__all__ = ["JudgeConfig", "SceneJudge", "scene_judge", "load_judge", "read_scene"]
+__all__ = ["JudgeConfig", "SceneJudge", "conv_block", "scene_judge", "load_judge", "read_scene"]
 
 
 @dataclass
@@ -52,7 +52,8 @@ class JudgeConfig:
     n_slot_classes: int = N_SLOT_CLASSES  # absent, or shape x size (spokenstyle.data.scenes)
 
 
-def _block(c_in: int, c_out: int, stride: int) -> nn.Sequential:
+def conv_block(c_in: int, c_out: int, stride: int) -> nn.Sequential:
+    """3 x 3 convolution (``stride``), BatchNorm, ReLU: the judges' building block."""
     return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
 
 
@@ -81,11 +82,11 @@ class SceneJudge(Pretrained, nn.Module):
         self.config = c = config
         w = c.width
         self.trunk = nn.Sequential(
-            _block(3, w, 1),  # 64 x 64: keeps the small shapes' corners
-            _block(w, 2 * w, 2),  # 32 x 32
-            _block(2 * w, 2 * w, 1),
-            _block(2 * w, 4 * w, 2),  # 16 x 16
-            _block(4 * w, 4 * w, 1),
+            conv_block(3, w, 1),  # 64 x 64: keeps the small shapes' corners
+            conv_block(w, 2 * w, 2),  # 32 x 32
+            conv_block(2 * w, 2 * w, 1),
+            conv_block(2 * w, 4 * w, 2),  # 16 x 16
+            conv_block(4 * w, 4 * w, 1),
         )
         self.colour_map = nn.Conv2d(4 * w, 1 + c.n_colours, 1)  # background + one score per colour
         self.style_head = nn.Sequential(nn.Linear(8 * w, c.hidden), nn.ReLU(inplace=True), nn.Linear(c.hidden, c.n_styles))

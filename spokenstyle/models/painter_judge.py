@@ -25,6 +25,7 @@ from torch import nn
 
 from ..checkpoints import Pretrained
 from ..data.photos import ALL_FILTERS
+from .judge import conv_block
 
 __all__ = ["MANNERS", "PainterJudgeConfig", "PainterJudge", "painter_judge"]
 
@@ -53,10 +54,6 @@ class PainterJudgeConfig:
             raise ValueError(f"resolution must be at least 16 px (three stride-2 blocks), got {self.resolution}")
 
 
-def _block(c_in: int, c_out: int, stride: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
-
-
 class PainterJudge(Pretrained, nn.Module):
     """Manner classifier: ``forward(images)`` takes (B, 3, H, W) in [0, 1] and returns logits
     (B, len(config.classes)); :meth:`read` gives probabilities. ``PainterJudge.from_pretrained()``
@@ -73,10 +70,10 @@ class PainterJudge(Pretrained, nn.Module):
         self.config = c = config
         w = c.width
         self.trunk = nn.Sequential(
-            _block(3, w, 1),  # 64 x 64: dots and hatching are a pixel or two wide
-            _block(w, 2 * w, 2),  # 32 x 32
-            _block(2 * w, 4 * w, 2),  # 16 x 16
-            _block(4 * w, 4 * w, 2),  # 8 x 8
+            conv_block(3, w, 1),  # 64 x 64: dots and hatching are a pixel or two wide
+            conv_block(w, 2 * w, 2),  # 32 x 32
+            conv_block(2 * w, 4 * w, 2),  # 16 x 16
+            conv_block(4 * w, 4 * w, 2),  # 8 x 8
         )
         self.head = nn.Sequential(nn.Linear(8 * w, c.hidden), nn.ReLU(inplace=True), nn.Linear(c.hidden, len(c.classes)))
 

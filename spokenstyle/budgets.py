@@ -49,6 +49,7 @@ __all__ = [
     "CaptionerEvalBudget",
     "CycleGANBudget",
     "FusionBudget",
+    "LayoutPriorBudget",
     "StylizationBudget",
     "FAQBudget",
     "ApplicationsBudget",
@@ -346,6 +347,15 @@ class FusionBudget(Budget):
 
 
 @dataclass(frozen=True)
+class LayoutPriorBudget(Budget):
+    steps: int
+    batch_size: int
+    lr: float
+    eval: int  # held-out sentences whose relations score the run (validation and test)
+    base: str = "fusion"  # the F whose layout prior is trained: a shipped name or a checkpoint folder
+
+
+@dataclass(frozen=True)
 class StylizationBudget(Budget):
     steps: int
     lr: float
@@ -588,7 +598,14 @@ BUDGETS: dict[str, Row] = {
         "(models.fusion.StyleEncoder: without it two of four runs of this recipe broke down, seeds 1 and 3, and so "
         "did seed 2 with D at half rate; with it none of four). `spokenstyle train fusion` makes one run; the "
         "shipped F is one of four (seeds 0-3), chosen on validation scenes by benchmarks/fusion_runs.py "
-        "(chapter 7, section 7)"),
+        "(chapter 7, section 7), with a layout prior fitted to it afterwards (row fusion_layout)"),
+    "fusion_layout": Row(
+        LayoutPriorBudget(steps=20, batch_size=16, lr=2e-3, eval=60),
+        LayoutPriorBudget(steps=6000, batch_size=64, lr=2e-3, eval=600),
+        "chapter 7 (spokenstyle.recipes.fusion.train_layout): `spokenstyle train fusion_layout`, the layout prior "
+        "p(z | sentence) of a trained F (models.fusion.LayoutPrior), everything else frozen: it needs no picture, "
+        "only sentences and their true layouts, so a full run takes minutes of one CPU thread; eval = held-out "
+        "sentences whose relations score it (evaluation.relation_accuracy); base = the F it is fitted to"),
     "fusion_demo": Row(
         FusionBudget(steps=12, batch_size=8, lr=2e-3, width=8, d_width=8, lambda_rec=20.0, lambda_adv=0.5,
                      width_64=12, rec_pool=2, style_norm=True, eval=36, per_style=24),

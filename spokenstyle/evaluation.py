@@ -42,7 +42,7 @@ from .data import PhotoPatches, paired_batches, painterly, real_renders, scene_b
 from .data.captions import caption
 from .data.content import content_targets, geometric_pairs
 from .data.corpus import TestSet
-from .data.scenes import sample_scenes, split_slots
+from .data.scenes import COLOURS, sample_scenes, split_slots
 from .data.splits import seed_range
 from .data.styles import STYLES, render, style_ids
 from .data.tokenizer import PAD_ID, encode_captions
@@ -51,7 +51,7 @@ from .metrics import (BaselineReport, Comparison, check_unit_images, compare_to_
 from .models.captioner import Captioner, caption_images, content_probs, rule_based_rewrite
 from .models.critic import TextClassifier, reader_predict
 from .models.features import FeatureNet, confidence, extract_features, feature_extractor
-from .models.fusion import FusionGenerator, fuse
+from .models.fusion import FusionGenerator, fuse, spread_layout, tokenize
 from .models.judge import SceneJudge, read_scene
 from .text_metrics import attribute_accuracy, bleu, classifier_rate, distinct_n, perplexity
 
@@ -75,6 +75,8 @@ __all__ = [
     "reader_metrics",
     "literal_value",
     "evaluate_fusion",
+    "honours_relation",
+    "relation_accuracy",
     "content_survival",
     "StylePairTable",
     "style_pair_table",
@@ -631,6 +633,64 @@ def evaluate_fusion(F: FusionGenerator, judge: nn.Module, features: FeatureNet, 
         out[prefix + "features_style_acc"] = counts[prefix + "features_style_hits"] / n
     out["n"] = n
     return out
+
+
+def honours_relation(p_a: torch.Tensor, p_b: torch.Tensor, relation: torch.Tensor) -> torch.Tensor:
+    """Whether object a at ``p_a`` stands to object b at ``p_b`` as ``relation`` says: (N, 2), (N, 2)
+    centres (x right, y down) and (N,) ids into :data:`spokenstyle.data.scenes.RELATIONS` → (N,) bool.
+
+    Direction only, as a reader checks a picture: "left of" holds when a's centre is left of b's,
+    "above" when higher, "next to" when the two are further apart across than up and down. The
+    renderer's own rule (:func:`~spokenstyle.data.scenes.relation_between`) also asks for gaps
+    between the shapes, which a layout without sizes cannot be held to."""
+    d = p_b - p_a  # (N, 2)
+    dx, dy = d[:, 0], d[:, 1]
+    checks = torch.stack([dx > 0, dx < 0, dy > 0, dy < 0, dx.abs() > dy.abs()], 1)  # RELATIONS' order
+    return checks.gather(1, relation.long()[:, None])[:, 0]
+
+
+@torch.no_grad()
+def relation_accuracy(F: FusionGenerator, *, n: int = 600, register: str = "spoken", split: str = "test",
+                      offset: int = 40_000, seed: int = 0) -> dict[str, float]:
+    """How often F's test-time layouts honour the relations the sentences state, against chance.
+
+    For ``n`` scenes of ``split`` (seeds ``offset`` on from the split's start), each caption's
+    stated relations (consecutive objects of the scene's chain, :func:`honours_relation`) are
+    checked on the layout F decodes (only the layout: no picture is drawn):
+
+    * ``relation_acc``: F's layout from noise z ~ N(0, I) (``seed``), through its layout prior if
+      it has one (:class:`~spokenstyle.models.fusion.LayoutPrior`);
+    * ``relation_acc_no_prior``: the same noise decoded directly (what F without a prior does);
+    * ``relation_chance``: uniformly random positions, which ignore the words;
+    * ``relation_pairs``: how many relations were checked.
+
+    Attribute match (:func:`evaluate_fusion`) scores objects only; this is the other half of a
+    sentence, so chapter 7 reports both."""
+    if split not in ("test", "validation"):
+        raise ValueError(f"split must be 'test' or 'validation', got {split!r}")
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"n must be a positive int, got {n!r}")
+    seeds = seed_range(split).start + offset + torch.arange(n)
+    scenes = sample_scenes(seeds)
+    texts = [caption(s, register, int(k)) for s, k in zip(scenes.specs(), seeds.tolist())]
+    device = next(F.parameters()).device
+    was_training = F.training
+    F.eval()
+    try:
+        tokens = tokenize(texts, F.config).to(device)
+        sentence, _, slot_logits = F.text(tokens)
+        z = torch.randn(n, F.config.latent_dim, generator=torch.Generator().manual_seed(seed)).to(device)
+        with_prior = F.sample_layout(z, sentence, slot_logits, tokens=tokens).cpu()
+        present = slot_logits.argmax(-1) > 0
+        no_prior = spread_layout(F.decode_layout(z, sentence), present, min_gap=F.config.min_gap).cpu()
+    finally:
+        F.train(was_training)
+    chance = torch.rand(n, len(COLOURS), 2, generator=torch.Generator().manual_seed(seed + 1)) * 1.8 - 0.9
+    i, k = torch.nonzero(torch.arange(scenes.colour.shape[1] - 1)[None] < (scenes.n_objects[:, None] - 1), as_tuple=True)
+    a, b, rel = scenes.colour[i, k], scenes.colour[i, k + 1], scenes.relation[i, k]
+    rate = lambda P: float(honours_relation(P[i, a], P[i, b], rel).float().mean())  # noqa: E731
+    return {"relation_acc": rate(with_prior), "relation_acc_no_prior": rate(no_prior),
+            "relation_chance": rate(chance), "relation_pairs": int(len(i)), "n": n}
 
 
 # -- the pipeline (chapter 8) ---------------------------------------------------------------------

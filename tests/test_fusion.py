@@ -610,3 +610,105 @@ def test_several_style_pictures_per_sentence_use_their_mean_code(small):
         F(torch.randn(2, F.config.latent_dim), fu.tokenize(SENTENCES, F.config), None)
     with pytest.raises(ValueError, match="style must have shape"):
         F(torch.randn(2, F.config.latent_dim), fu.tokenize(SENTENCES, F.config), None, style=codes[:1])
+
+
+# -- the layout prior p(z | sentence) -------------------------------------------------------------
+
+def test_layout_prior_maps_noise_through_the_sentence():
+    torch.manual_seed(0)
+    plain = fu.FusionGenerator(fu.FusionConfig(g_width=8, width_64=4))
+    with_prior = fu.FusionGenerator(fu.FusionConfig(g_width=8, width_64=4, layout_prior=True))
+    assert plain.layout_prior is None and isinstance(with_prior.layout_prior, fu.LayoutPrior)
+    tokens = fu.tokenize(SENTENCES)
+    z = torch.randn(2, 8)
+    assert torch.equal(plain.prior_code(z, None), z)  # no prior: N(0, I) itself
+    mu, logvar = with_prior.layout_prior(tokens)
+    assert mu.shape == logvar.shape == (2, 8)
+    assert torch.allclose(with_prior.prior_code(z, tokens), mu + (0.5 * logvar).exp() * z)
+    with pytest.raises(ValueError, match="has a layout prior p\\(z \\| sentence\\): pass the sentences' tokens"):
+        with_prior.prior_code(z, None)
+    # padding does not change what the prior reads
+    padded = torch.nn.functional.pad(tokens, (0, 5))
+    assert torch.allclose(with_prior.layout_prior(padded)[0], mu, atol=1e-6)
+    # fuse draws through it: the same noise, another sentence -> another layout
+    sentence, _, slots = with_prior.text(tokens)
+    swapped = with_prior.sample_layout(z, sentence, slots, tokens=tokens.roll(1, 0))
+    assert not torch.allclose(swapped, with_prior.sample_layout(z, sentence, slots, tokens=tokens))
+    with pytest.raises(ValueError, match="layout_prior must be True or False"):
+        fu.FusionConfig(layout_prior=1)
+
+
+def test_layout_prior_loss_is_the_kl_of_two_gaussians():
+    """layout_prior_step's KL(q || p) against torch.distributions, and one step moves only the prior."""
+    torch.manual_seed(0)
+    F = fu.FusionGenerator(fu.FusionConfig(g_width=8, width_64=4))
+    before = {k: v.clone() for k, v in F.state_dict().items()}
+    batch = rf.layout_batches(8)(0)
+    assert batch["tokens"].shape[0] == 8 and batch["positions"].shape == (8, 6, 2)
+    history = rf.train_layout_prior(F, rf.layout_batches(8), steps=2, lr=1e-2, log_every=1)
+    after = F.state_dict()
+    assert F.config.layout_prior and F.layout_prior is not None
+    assert all(torch.equal(before[k], after[k]) for k in before)  # the rest of F is frozen
+    assert all(p.requires_grad for p in F.parameters())  # and trainable again afterwards
+    with torch.no_grad():
+        sentence = F.text(batch["tokens"])[0]
+        mu_q, logvar_q = F.encode_layout(batch["positions"], sentence)
+        mu_p, logvar_p = F.layout_prior(batch["tokens"])
+    q = torch.distributions.Normal(mu_q, (0.5 * logvar_q).exp())
+    p = torch.distributions.Normal(mu_p, (0.5 * logvar_p).exp())
+    expected = torch.distributions.kl_divergence(q, p).sum(1).mean()
+    trainer = SimpleNamespace(modules={"F": F, "prior": F.layout_prior}, optimize=lambda name, loss: None)
+    got = rf.layout_prior_step(trainer, batch, 0)["kl"]
+    assert torch.allclose(got, expected, rtol=1e-5)
+    assert len(history["kl"]) == 2
+
+
+def test_honours_relation_agrees_with_the_scene_geometry():
+    from spokenstyle.evaluation import honours_relation
+    scenes = sample_scenes(torch.arange(400))
+    i, k = torch.nonzero(torch.arange(scenes.colour.shape[1] - 1)[None] < (scenes.n_objects[:, None] - 1), as_tuple=True)
+    a, b, rel = scenes.pos[i, k], scenes.pos[i, k + 1], scenes.relation[i, k]
+    assert len(rel) > 300 and honours_relation(a, b, rel).all()  # the true layout honours every stated relation
+    directional = rel < 4
+    assert not honours_relation(b, a, rel)[directional].any()  # swapped: no direction holds
+    assert honours_relation(b, a, rel)[~directional].all()  # "next to" is symmetric
+
+
+def test_relation_accuracy_scores_layouts_against_chance():
+    from spokenstyle.evaluation import relation_accuracy
+    torch.manual_seed(0)
+    F = fu.FusionGenerator(fu.FusionConfig(g_width=8, width_64=4, layout_prior=True))
+    out = relation_accuracy(F, n=40, split="validation")
+    scenes = sample_scenes(splits.seed_range("validation").start + 40_000 + torch.arange(40))
+    assert out["relation_pairs"] == int((scenes.n_objects - 1).sum()) and out["n"] == 40
+    for key in ("relation_acc", "relation_acc_no_prior", "relation_chance"):
+        assert 0 <= out[key] <= 1
+    assert out == relation_accuracy(F, n=40, split="validation")  # seeded
+    with pytest.raises(ValueError, match="split must be 'test' or 'validation'"):
+        relation_accuracy(F, n=4, split="train")
+
+
+def test_layout_recipe_trains_the_prior_of_a_saved_f(tmp_path, monkeypatch):
+    """`spokenstyle train fusion_layout --profile fast` on a small saved F: only the prior is new,
+    the manifest names the base, and the reloaded F draws through its prior."""
+    if not {"judge", "features"} <= set(checkpoints.shipped()):
+        pytest.skip("the recipe scores F with the shipped judges")
+    torch.manual_seed(0)
+    base = fu.FusionGAN(fu.FusionConfig(g_width=8, d_width=8, width_64=4))
+    base.save_pretrained(tmp_path / "base")
+    out = tmp_path / "with_prior"
+    argv = ["train", "fusion_layout", "--profile", "fast", "--device", "cpu", "--out", str(out),
+            "--set", f'fusion_layout.base="{tmp_path / "base"}"', "fusion_layout.eval=8"]
+    monkeypatch.setattr("sys.argv", ["spokenstyle", *argv])
+    monkeypatch.setenv("SPOKENSTYLE_CACHE", str(tmp_path / "cache"))
+    assert cli.main(argv) == 0
+    manifest = checkpoints.read_manifest(out)
+    assert manifest["config"]["layout_prior"] is True
+    assert manifest["extra"]["base"]["name"] == str(tmp_path / "base")
+    for key in ("validation_relation_acc", "test_relation_acc", "test_relation_chance", "attr_match"):
+        assert 0 <= manifest["metrics"][key] <= 1
+    pair = fu.FusionGAN.from_pretrained(out, device="cpu")
+    assert pair.F.layout_prior is not None
+    old = base.state_dict()
+    new = {k: v for k, v in pair.state_dict().items() if not k.startswith("F.layout_prior.")}
+    assert new.keys() == old.keys() and all(torch.equal(old[k], new[k]) for k in old)

@@ -20,6 +20,7 @@ cyclegan_photo         :func:`cyclegan.train_photo`            5: photos <-> pai
 captioner              :func:`captioning.train`                6: S, T, the upper bound, the instruments
 captioner_reader       :func:`captioning.train_reader_recipe`  6: the attribute reader R alone
 fusion                 :func:`fusion.train`                    7: the fusion generator F
+fusion_layout          :func:`fusion.train_layout`             7: F's layout prior p(z | sentence)
 painter_judge          :func:`painter_judge.train`             9: the classifier of painterly manners
 =====================  ======================================  =========================================
 """
@@ -42,5 +43,6 @@ RECIPES: dict[str, Callable[..., dict[str, Any]]] = {
     "captioner": captioning.train,
     "captioner_reader": captioning.train_reader_recipe,
     "fusion": fusion.train,
+    "fusion_layout": fusion.train_layout,
     "painter_judge": painter_judge.train,
 }

@@ -24,14 +24,14 @@ import torch
 import torch.nn.functional as Fn
 from torch import nn
 
-from ..budgets import FusionBudget
+from ..budgets import FusionBudget, LayoutPriorBudget
 from ..checkpoints import MANIFEST, shipped
 from ..data import STYLES, caption, colour_masks, render, sample_scenes
 from ..data.scenes import hash_uniform
 from ..data.splits import check_clear, walk
-from ..evaluation import evaluate_fusion
+from ..evaluation import evaluate_fusion, relation_accuracy
 from ..models.features import FeatureNet
-from ..models.fusion import N_COLOURS, FusionConfig, FusionGAN, FusionGenerator, tokenize
+from ..models.fusion import N_COLOURS, FusionConfig, FusionGAN, FusionGenerator, LayoutPrior, tokenize
 from ..models.judge import SceneJudge
 from ..runtime import Runtime, seed_everything
 from ..train import TrainConfig, Trainer, ema_update_
@@ -49,6 +49,12 @@ __all__ = [
     "refine_budget",
     "check_clear_of_held_out",
     "train",
+    "scorecard",
+    "layout_batches",
+    "layout_prior_step",
+    "add_layout_prior",
+    "train_layout_prior",
+    "train_layout",
 ]
 
 
@@ -279,6 +285,18 @@ def check_clear_of_held_out(seed: int, steps: int, batch_size: int) -> None:
     check_clear(torch.cat([drawn, drawn + 1]), f"fusion run seed {seed} ({steps} steps of {batch_size})")
 
 
+def scorecard(F: FusionGenerator, judge: nn.Module, features: FeatureNet, *, n: int) -> dict[str, Any]:
+    """What every fusion recipe records: :func:`evaluate_fusion` on ``n`` test scenes with spoken
+    sentences (every key), and the attribute match, scene match and style of formal sentences
+    (``formal_*``) and of validation scenes (``val_*``, which compare runs)."""
+    scores: dict[str, Any] = dict(evaluate_fusion(F, judge, features, n=n, register="spoken"))
+    formal = evaluate_fusion(F, judge, features, n=n, register="formal")
+    scores.update({f"formal_{k}": formal[k] for k in ("attr_match", "style_acc", "scene_match")})
+    val = evaluate_fusion(F, judge, features, n=n, register="spoken", split="validation")
+    scores.update({f"val_{k}": val[k] for k in ("attr_match", "style_acc", "scene_match")})
+    return scores
+
+
 def train(out_dir: str | Path, *, runtime: Runtime) -> dict[str, Any]:
     """``spokenstyle train fusion``: the scene judge on real renders (saved in ``out_dir/judge``),
     then F and D on ShapeScenes (and, if the budget asks, a slower second phase: :func:`refine_budget`);
@@ -330,11 +348,7 @@ def train(out_dir: str | Path, *, runtime: Runtime) -> dict[str, Any]:
         last = evaluate_fusion(model.F, judge, features, n=b.eval, register="spoken")
         scores.update({f"last_{k}": last[k] for k in ("attr_match", "scene_match", "style_acc")})
         drawing_blocks(model.F).load_state_dict(F_avg.state_dict())
-    scores.update(evaluate_fusion(model.F, judge, features, n=b.eval, register="spoken"))
-    formal = evaluate_fusion(model.F, judge, features, n=b.eval, register="formal")
-    scores.update({f"formal_{k}": v for k, v in formal.items() if k in ("attr_match", "style_acc", "scene_match")})
-    val = evaluate_fusion(model.F, judge, features, n=b.eval, register="spoken", split="validation")  # to compare runs
-    scores.update({f"val_{k}": val[k] for k in ("attr_match", "style_acc", "scene_match")})
+    scores.update(scorecard(model.F, judge, features, n=b.eval))
     scores.update({k: history.mean(k, last=20) for k in ("loss_D", "loss_G_adv", "l1", "slot_ce", "layout")})
     scores.update(steps=b.steps, refine_steps=refine["steps"] if refine else 0,
                   refine_ema=refine["ema"] if refine else 0.0, batch_size=b.batch_size, profile=runtime.profile,
@@ -352,3 +366,108 @@ def train(out_dir: str | Path, *, runtime: Runtime) -> dict[str, Any]:
     shutil.rmtree(run_dir, ignore_errors=True)
     return scores
 
+
+
+# -- the layout prior (a second, small recipe on a trained F) ----------------------------------
+
+def layout_batches(batch_size: int, *, split: str = "train", seed: int = 0, registers=("formal", "spoken")):
+    """``batches(step) -> dict`` for the layout prior: the sentences (registers alternating, as
+    :func:`fusion_batches`) and the true per-colour positions of the same scenes; no pictures."""
+    def batches(step: int) -> dict[str, Any]:
+        seeds = walk(split, step, batch_size, seed, stride=2)
+        scenes = sample_scenes(seeds)
+        reg = [registers[(s // 2 + step) % len(registers)] for s in seeds.tolist()]
+        texts = [caption(spec, r, int(s)) for spec, r, s in zip(scenes.specs(), reg, seeds.tolist())]
+        return {"tokens": tokenize(texts), "positions": colour_positions(scenes)}
+
+    return batches
+
+
+def layout_prior_step(t, batch: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
+    """One step for :class:`spokenstyle.train.Trainer` (modules ``"prior"`` and the frozen ``"F"``):
+    KL(q(z | layout, sentence) || p(z | sentence)), q being F's frozen layout encoder and p the
+    prior. This is the conditional VAE's prior term (Sohn et al. 2015) with the encoder and
+    decoder fixed: the prior learns where q puts the layouts each sentence describes, so codes
+    drawn from it decode to such layouts."""
+    F, prior = t.modules["F"], t.modules["prior"]
+    tokens, pos = batch["tokens"], batch["positions"]
+    with torch.no_grad():
+        sentence = F.text(tokens)[0]
+        mu_q, logvar_q = F.encode_layout(pos, sentence)
+    mu_p, logvar_p = prior(tokens)
+    kl = 0.5 * (logvar_p - logvar_q + (logvar_q.exp() + (mu_q - mu_p).square()) / logvar_p.exp() - 1).sum(1).mean()
+    t.optimize("prior", kl)
+    return {"kl": kl, "prior_sigma": (0.5 * logvar_p.detach()).exp().mean()}
+
+
+def add_layout_prior(F: FusionGenerator) -> LayoutPrior:
+    """Gives F a fresh :class:`~spokenstyle.models.fusion.LayoutPrior` (``config.layout_prior``
+    set, so checkpoints rebuild it) unless it has one; returns the prior."""
+    if F.layout_prior is None:
+        F.config.layout_prior = True
+        F.layout_prior = LayoutPrior(F.config).to(next(F.parameters()).device)
+    return F.layout_prior
+
+
+def train_layout_prior(F: FusionGenerator, batches, *, steps: int, lr: float = 2e-3, device=None,
+                       checkpoint_dir: str | Path | None = None, log_every: int = 10, desc: str = "layout prior"):
+    """Trains F's layout prior (added if F has none) with :func:`layout_prior_step` and Adam, the
+    rate decaying linearly to zero over the last quarter; the rest of F is frozen and unchanged.
+    Returns the History."""
+    prior = add_layout_prior(F)
+    F.eval()  # frozen: no dropout or batch statistics anywhere in F, and no gradients
+    for name, p in F.named_parameters():
+        p.requires_grad_(name.startswith("layout_prior."))
+    opt = torch.optim.Adam(prior.parameters(), lr=lr)
+    decay = lambda step: min(1.0, max(0.0, (steps - step) / max(1, steps // 4)))  # noqa: E731
+    trainer = Trainer({"prior": prior, "F": F}, {"prior": opt}, layout_prior_step,
+                      TrainConfig(steps=steps, log_every=log_every, desc=desc,
+                                  checkpoint_dir=str(checkpoint_dir) if checkpoint_dir else None,
+                                  checkpoint_every=500 if checkpoint_dir else 0),
+                      schedulers={"prior": torch.optim.lr_scheduler.LambdaLR(opt, decay)}, device=device,
+                      model_config=asdict(F.config))
+    try:
+        return trainer.fit(batches)
+    finally:
+        for p in F.parameters():
+            p.requires_grad_(True)
+        F.eval()
+
+
+def train_layout(out_dir: str | Path, *, runtime: Runtime) -> dict[str, Any]:
+    """``spokenstyle train fusion_layout``: the layout prior of a trained F (budget ``fusion_layout``:
+    ``base``, the shipped ``"fusion"`` by default; a prior the base already has is replaced by a
+    fresh one), scored by :func:`relation_accuracy` on validation and test sentences with and
+    without it, and by :func:`scorecard` on as many scenes as the ``fusion`` recipe scores; the
+    pair (F with its prior, every other weight and D unchanged) is saved to ``out_dir`` with the
+    base's command, weights' hashes and scores in ``extra["base"]``."""
+    out_dir = Path(out_dir)
+    b: LayoutPriorBudget = runtime.budget("fusion_layout")
+    check_clear_of_held_out(runtime.seed, b.steps, b.batch_size)
+    pair = FusionGAN.from_pretrained(b.base, device=runtime.device)
+    base_manifest = dict(pair.manifest)
+    pair.F.layout_prior = None  # a base that has a prior gets a fresh one: the command reproduces its own run
+    seed_everything(runtime.seed)
+    started = time.perf_counter()
+    history = train_layout_prior(pair.F, layout_batches(b.batch_size, seed=runtime.seed), steps=b.steps, lr=b.lr,
+                                 device=runtime.device, checkpoint_dir=runtime.run_dir("fusion_layout"))
+    train_seconds = time.perf_counter() - started
+    scores: dict[str, Any] = {}
+    for split in ("validation", "test"):
+        rel = relation_accuracy(pair.F, n=b.eval, split=split)
+        scores.update({f"{split}_{k}": v for k, v in rel.items() if k != "n"})
+    judge = SceneJudge.from_pretrained("judge", device=runtime.device)
+    features = FeatureNet.from_pretrained("features", device=runtime.device)
+    scores.update(scorecard(pair.F, judge, features, n=runtime.budget("fusion").eval))  # as the base was scored
+    scores.update(kl=history.mean("kl", last=20), steps=b.steps, batch_size=b.batch_size, profile=runtime.profile,
+                  device=str(runtime.device), train_seconds=round(train_seconds), threads=torch.get_num_threads())
+    print(scores)
+    pair.cpu()
+    pair.save_pretrained(out_dir, metrics=scores, extra={
+        "base": {"name": str(b.base), "command": base_manifest.get("command"), "files": base_manifest.get("files"),
+                 "metrics": base_manifest.get("metrics")},
+        "data": "ShapeScenes split 'train' (even seeds), formal and spoken captions alternating, true per-colour "
+                "positions; no pictures (F's text, layout encoder and decoder frozen)",
+        "note": f"trained on {runtime.device} with {torch.get_num_threads()} thread(s)"})
+    shutil.rmtree(runtime.run_dir("fusion_layout"), ignore_errors=True)
+    return scores

@@ -598,7 +598,9 @@ BUDGETS: dict[str, Row] = {
         "(models.fusion.StyleEncoder: without it two of four runs of this recipe broke down, seeds 1 and 3, and so "
         "did seed 2 with D at half rate; with it none of four). `spokenstyle train fusion` makes one run; the "
         "shipped F is one of four (seeds 0-3), chosen on validation scenes by benchmarks/fusion_runs.py "
-        "(chapter 7, section 7), with a layout prior fitted to it afterwards (row fusion_layout)"),
+        "(chapter 7, section 7), with a layout prior fitted to it afterwards (row fusion_layout). The lambda_adv = 0 "
+        "control, everything else equal: `--seed 1 --set fusion.lambda_adv=0.0`, recorded in "
+        "benchmarks/fusion-control-runs-cpu.json"),
     "fusion_layout": Row(
         LayoutPriorBudget(steps=20, batch_size=16, lr=2e-3, eval=60),
         LayoutPriorBudget(steps=6000, batch_size=64, lr=2e-3, eval=600),

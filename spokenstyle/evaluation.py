@@ -42,7 +42,7 @@ from .data import PhotoPatches, paired_batches, painterly, real_renders, scene_b
 from .data.captions import caption
 from .data.content import content_targets, geometric_pairs
 from .data.corpus import TestSet
-from .data.scenes import COLOURS, sample_scenes, split_slots
+from .data.scenes import COLOURS, RELATIONS, sample_scenes, split_slots
 from .data.splits import seed_range
 from .data.styles import STYLES, render, style_ids
 from .data.tokenizer import PAD_ID, encode_captions
@@ -643,6 +643,14 @@ def honours_relation(p_a: torch.Tensor, p_b: torch.Tensor, relation: torch.Tenso
     "above" when higher, "next to" when the two are further apart across than up and down. The
     renderer's own rule (:func:`~spokenstyle.data.scenes.relation_between`) also asks for gaps
     between the shapes, which a layout without sizes cannot be held to."""
+    if not (isinstance(p_a, torch.Tensor) and isinstance(p_b, torch.Tensor) and isinstance(relation, torch.Tensor)) \
+            or p_a.dim() != 2 or p_a.shape[1] != 2 or p_b.shape != p_a.shape or tuple(relation.shape) != (p_a.shape[0],):
+        raise ValueError("honours_relation needs p_a and p_b of shape (N, 2) and relation of shape (N,), got "
+                         f"{tuple(getattr(p_a, 'shape', ()))}, {tuple(getattr(p_b, 'shape', ()))}, "
+                         f"{tuple(getattr(relation, 'shape', ()))}")
+    if relation.numel() and (int(relation.min()) < 0 or int(relation.max()) >= len(RELATIONS)):
+        raise ValueError(f"relation ids must be in [0, {len(RELATIONS)}) (RELATIONS), got "
+                         f"[{int(relation.min())}, {int(relation.max())}]")
     d = p_b - p_a  # (N, 2)
     dx, dy = d[:, 0], d[:, 1]
     checks = torch.stack([dx > 0, dx < 0, dy > 0, dy < 0, dx.abs() > dy.abs()], 1)  # RELATIONS' order
@@ -668,9 +676,7 @@ def relation_accuracy(F: FusionGenerator, *, n: int = 600, register: str = "spok
     sentence, so chapter 7 reports both."""
     if split not in ("test", "validation"):
         raise ValueError(f"split must be 'test' or 'validation', got {split!r}")
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise ValueError(f"n must be a positive int, got {n!r}")
-    seeds = seed_range(split).start + offset + torch.arange(n)
+    seeds = seed_range(split).seeds(n, offset=offset)  # a clear error for a bad n or offset, or leaving the split
     scenes = sample_scenes(seeds)
     texts = [caption(s, register, int(k)) for s, k in zip(scenes.specs(), seeds.tolist())]
     device = next(F.parameters()).device

@@ -63,7 +63,8 @@ TRAIN_COMMANDS: dict[str, str] = {
     "captioner_spoken": "spokenstyle train captioner --profile full --out spokenstyle/shipped/checkpoints",
     "captioner_paired": "spokenstyle train captioner --profile full --out spokenstyle/shipped/checkpoints",
     "critic": "spokenstyle train captioner --profile full --out spokenstyle/shipped/checkpoints",
-    "fusion": "spokenstyle train fusion --profile full --out spokenstyle/shipped/checkpoints/fusion",
+    "fusion": "spokenstyle train fusion --profile full --seed 1 --out spokenstyle/shipped/checkpoints/fusion && "
+              "spokenstyle train fusion_layout --profile full --out spokenstyle/shipped/checkpoints/fusion",
     "features": "spokenstyle train features --profile full --out spokenstyle/shipped/checkpoints/features",
     "judge": "spokenstyle train judge --profile full --out spokenstyle/shipped/checkpoints/judge",
 }

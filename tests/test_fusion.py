@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -14,7 +15,7 @@ import torch
 from spokenstyle import checkpoints, cli, runtime
 from spokenstyle.budgets import FusionBudget
 from spokenstyle.data import sample_scenes, splits
-from spokenstyle.evaluation import evaluate_fusion
+from spokenstyle.evaluation import evaluate_fusion, honours_relation, relation_accuracy
 from spokenstyle.models import fusion as fu
 from spokenstyle.recipes import fusion as rf
 
@@ -627,9 +628,14 @@ def test_layout_prior_maps_noise_through_the_sentence():
     assert torch.allclose(with_prior.prior_code(z, tokens), mu + (0.5 * logvar).exp() * z)
     with pytest.raises(ValueError, match="has a layout prior p\\(z \\| sentence\\): pass the sentences' tokens"):
         with_prior.prior_code(z, None)
-    # padding does not change what the prior reads
-    padded = torch.nn.functional.pad(tokens, (0, 5))
-    assert torch.allclose(with_prior.layout_prior(padded)[0], mu, atol=1e-6)
+    # a sentence reads the same alone as in a batch padded to a longer one (the GRU is packed)
+    for i, sentence_i in enumerate(SENTENCES):
+        alone = with_prior.layout_prior(fu.tokenize([sentence_i]))
+        assert torch.allclose(alone[0][0], mu[i], atol=1e-5) and torch.allclose(alone[1][0], logvar[i], atol=1e-5)
+    with pytest.raises(ValueError, match="one sentence per layout code"):
+        with_prior.prior_code(torch.randn(3, 8), tokens)
+    with pytest.raises(ValueError, match="all padding"):
+        with_prior.layout_prior(torch.zeros(1, 4, dtype=torch.int64))
     # fuse draws through it: the same noise, another sentence -> another layout
     sentence, _, slots = with_prior.text(tokens)
     swapped = with_prior.sample_layout(z, sentence, slots, tokens=tokens.roll(1, 0))
@@ -645,11 +651,17 @@ def test_layout_prior_loss_is_the_kl_of_two_gaussians():
     before = {k: v.clone() for k, v in F.state_dict().items()}
     batch = rf.layout_batches(8)(0)
     assert batch["tokens"].shape[0] == 8 and batch["positions"].shape == (8, 6, 2)
+    F.train()
+    F.style.out.weight.requires_grad_(False)  # a caller's frozen parameter stays frozen
+    prior = rf.add_layout_prior(F)
+    prior_before = {k: v.clone() for k, v in prior.state_dict().items()}
     history = rf.train_layout_prior(F, rf.layout_batches(8), steps=2, lr=1e-2, log_every=1)
     after = F.state_dict()
-    assert F.config.layout_prior and F.layout_prior is not None
+    assert F.config.layout_prior and F.layout_prior is prior
     assert all(torch.equal(before[k], after[k]) for k in before)  # the rest of F is frozen
-    assert all(p.requires_grad for p in F.parameters())  # and trainable again afterwards
+    assert any(not torch.equal(prior_before[k], v) for k, v in prior.state_dict().items())  # the prior learnt
+    assert F.training and not F.style.out.weight.requires_grad  # mode and requires_grad restored
+    assert all(p.requires_grad for n, p in F.named_parameters() if n != "style.out.weight")
     with torch.no_grad():
         sentence = F.text(batch["tokens"])[0]
         mu_q, logvar_q = F.encode_layout(batch["positions"], sentence)
@@ -657,14 +669,13 @@ def test_layout_prior_loss_is_the_kl_of_two_gaussians():
     q = torch.distributions.Normal(mu_q, (0.5 * logvar_q).exp())
     p = torch.distributions.Normal(mu_p, (0.5 * logvar_p).exp())
     expected = torch.distributions.kl_divergence(q, p).sum(1).mean()
-    trainer = SimpleNamespace(modules={"F": F, "prior": F.layout_prior}, optimize=lambda name, loss: None)
-    got = rf.layout_prior_step(trainer, batch, 0)["kl"]
+    trainer = SimpleNamespace(modules={"prior": F.layout_prior}, optimize=lambda name, loss: None)
+    got = rf.layout_prior_step(trainer, batch, 0, F=F)["kl"]
     assert torch.allclose(got, expected, rtol=1e-5)
     assert len(history["kl"]) == 2
 
 
 def test_honours_relation_agrees_with_the_scene_geometry():
-    from spokenstyle.evaluation import honours_relation
     scenes = sample_scenes(torch.arange(400))
     i, k = torch.nonzero(torch.arange(scenes.colour.shape[1] - 1)[None] < (scenes.n_objects[:, None] - 1), as_tuple=True)
     a, b, rel = scenes.pos[i, k], scenes.pos[i, k + 1], scenes.relation[i, k]
@@ -675,7 +686,6 @@ def test_honours_relation_agrees_with_the_scene_geometry():
 
 
 def test_relation_accuracy_scores_layouts_against_chance():
-    from spokenstyle.evaluation import relation_accuracy
     torch.manual_seed(0)
     F = fu.FusionGenerator(fu.FusionConfig(g_width=8, width_64=4, layout_prior=True))
     out = relation_accuracy(F, n=40, split="validation")
@@ -686,6 +696,42 @@ def test_relation_accuracy_scores_layouts_against_chance():
     assert out == relation_accuracy(F, n=40, split="validation")  # seeded
     with pytest.raises(ValueError, match="split must be 'test' or 'validation'"):
         relation_accuracy(F, n=4, split="train")
+    with pytest.raises(ValueError, match="leaves it"):
+        relation_accuracy(F, n=40, split="test", offset=len(splits.seed_range("test")))
+    # an F without a prior: the two rates are the same layouts
+    plain = fu.FusionGenerator(fu.FusionConfig(g_width=8, width_64=4))
+    both = relation_accuracy(plain, n=40, split="validation")
+    assert both["relation_acc"] == both["relation_acc_no_prior"]
+
+
+def test_relation_accuracy_of_the_true_layout_is_one(monkeypatch):
+    """A layout that is the scene's own honours every stated relation: checks the colour indexing."""
+    torch.manual_seed(0)
+    F = fu.FusionGenerator(fu.FusionConfig(g_width=8, width_64=4, layout_prior=True))
+    scenes = sample_scenes(splits.seed_range("test").seeds(50, offset=40_000))
+    monkeypatch.setattr(F, "sample_layout", lambda *args, **kwargs: rf.colour_positions(scenes))
+    out = relation_accuracy(F, n=50, split="test")
+    assert out["relation_acc"] == 1.0 and out["relation_acc_no_prior"] < 0.8
+
+
+def test_honours_relation_refuses_bad_shapes():
+    with pytest.raises(ValueError, match=r"p_a and p_b of shape \(N, 2\)"):
+        honours_relation(torch.zeros(3, 2), torch.zeros(2, 2), torch.zeros(3, dtype=torch.int64))
+    with pytest.raises(ValueError, match="relation ids must be in"):
+        honours_relation(torch.zeros(1, 2), torch.ones(1, 2), torch.tensor([5]))
+
+
+def test_a_checkpoint_from_before_the_layout_prior_loads_without_one(tmp_path):
+    torch.manual_seed(0)
+    pair = fu.FusionGAN(fu.FusionConfig(g_width=8, d_width=8, width_64=4))
+    pair.save_pretrained(tmp_path / "old")
+    manifest = checkpoints.read_manifest(tmp_path / "old")
+    del manifest["config"]["layout_prior"]  # as every manifest written before the field existed
+    (tmp_path / "old" / checkpoints.MANIFEST).write_text(json.dumps(manifest))
+    F = fu.load_fusion(tmp_path / "old", device="cpu")
+    assert F.layout_prior is None and not F.config.layout_prior
+    style = torch.rand(2, 3, 64, 64)
+    assert torch.equal(fu.fuse(F, SENTENCES, style), fu.fuse(pair.F, SENTENCES, style))
 
 
 def test_layout_recipe_trains_the_prior_of_a_saved_f(tmp_path, monkeypatch):

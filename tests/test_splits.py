@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from spokenstyle import budgets
-from spokenstyle.data import datasets
+from spokenstyle.data import datasets, sample_scenes
 from spokenstyle.data.splits import HELD_OUT, SCENE_RANGES, SPLITS, SeedRange, check_clear, seed_range, walk
+from spokenstyle.recipes.fusion import colour_positions, layout_batches
 
 TRAIN = SCENE_RANGES["train"]
 
@@ -168,6 +169,9 @@ def drawn(name: str, profile: str) -> list[tuple[str, torch.Tensor, tuple[str, .
                     content = walk_of_run(steps, b.batch_size, phase_seed, stride=2)
                     out += [(f"fusion run {s}, walk seed {phase_seed}", torch.cat([content, content + 1]), ())]
         return out
+    if name == "fusion_layout":
+        # recipes.fusion.train_layout: layout_batches(B, seed=run seed): walk(..., stride=2), no pictures
+        return [("fusion_layout sentences", walk_of_run(b.steps, b.batch_size, RUN_SEED, stride=2), ())]
     if name.startswith("captioner_"):
         # recipes.captioning: the first n_train scenes of train (corpus.split_scenes), and the first
         # n_pile sentences of the spoken pile (a held-out block of its own: no picture of it is trained on)
@@ -181,7 +185,7 @@ def drawn(name: str, profile: str) -> list[tuple[str, torch.Tensor, tuple[str, .
 
 
 ROWS = ["judge", "scenes_attr_classifier", "features", "dcgan_all_styles", *captioner_rows(),
-        "cyclegan_flat_comic", "cyclegan_flat_pixel", "fusion"]
+        "cyclegan_flat_comic", "cyclegan_flat_pixel", "fusion", "fusion_layout"]
 
 
 def test_every_captioner_row_is_modelled():
@@ -203,6 +207,12 @@ def test_the_shipped_recipes_train_clear_of_every_held_out_block(name, profile):
         for block in allowed:  # a block a recipe reads by design: it stays inside it
             r = SCENE_RANGES[block]
             assert bool(((seeds >= r.start) & (seeds < r.stop)).all()), f"{what} leaves {block}"
+
+
+def test_the_layout_recipe_draws_what_the_model_above_says():
+    drawn_positions = torch.cat([layout_batches(3, seed=RUN_SEED)(k)["positions"] for k in range(2)])
+    expected = colour_positions(sample_scenes(walk_of_run(2, 3, RUN_SEED, stride=2)))
+    assert torch.equal(drawn_positions, expected)
 
 
 def test_the_judge_recipe_draws_what_the_model_above_says():

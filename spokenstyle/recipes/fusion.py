@@ -13,12 +13,13 @@ clear of the held-out scenes (:func:`check_clear_of_held_out`).
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as Fn
@@ -275,14 +276,14 @@ def refine_budget(budget: FusionBudget) -> dict[str, Any] | None:
             "occupancy_calibration": float(budget.occupancy_calibration), "ema": float(budget.refine_ema)}
 
 
-def check_clear_of_held_out(seed: int, steps: int, batch_size: int) -> None:
+def check_clear_of_held_out(seed: int, steps: int, batch_size: int, *, what: str = "fusion run") -> None:
     """Raises ValueError when a training phase of ``steps`` batches drawn by
     :func:`fusion_batches` with run seed ``seed`` would take a scene (or a style reference) from
     a held-out block of :mod:`spokenstyle.data.splits` (the ``validation`` scenes that compare
     runs, the ``test`` scenes the book reports, ...)."""
     # batch k of a run is items k·B ... k·B + B - 1 of one walk, so all of them are one call with B·steps
     drawn = walk("train", 0, max(1, steps * batch_size), seed, stride=2)  # content seeds; references + 1
-    check_clear(torch.cat([drawn, drawn + 1]), f"fusion run seed {seed} ({steps} steps of {batch_size})")
+    check_clear(torch.cat([drawn, drawn + 1]), f"{what} seed {seed} ({steps} steps of {batch_size})")
 
 
 def scorecard(F: FusionGenerator, judge: nn.Module, features: FeatureNet, *, n: int) -> dict[str, Any]:
@@ -367,13 +368,13 @@ def train(out_dir: str | Path, *, runtime: Runtime) -> dict[str, Any]:
     return scores
 
 
-
 # -- the layout prior (a second, small recipe on a trained F) ----------------------------------
 
-def layout_batches(batch_size: int, *, split: str = "train", seed: int = 0, registers=("formal", "spoken")):
+def layout_batches(batch_size: int, *, split: str = "train", seed: int = 0,
+                   registers: Sequence[str] = ("formal", "spoken")) -> Callable[[int], dict[str, torch.Tensor]]:
     """``batches(step) -> dict`` for the layout prior: the sentences (registers alternating, as
     :func:`fusion_batches`) and the true per-colour positions of the same scenes; no pictures."""
-    def batches(step: int) -> dict[str, Any]:
+    def batches(step: int) -> dict[str, torch.Tensor]:
         seeds = walk(split, step, batch_size, seed, stride=2)
         scenes = sample_scenes(seeds)
         reg = [registers[(s // 2 + step) % len(registers)] for s in seeds.tolist()]
@@ -383,13 +384,13 @@ def layout_batches(batch_size: int, *, split: str = "train", seed: int = 0, regi
     return batches
 
 
-def layout_prior_step(t, batch: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
-    """One step for :class:`spokenstyle.train.Trainer` (modules ``"prior"`` and the frozen ``"F"``):
-    KL(q(z | layout, sentence) || p(z | sentence)), q being F's frozen layout encoder and p the
-    prior. This is the conditional VAE's prior term (Sohn et al. 2015) with the encoder and
-    decoder fixed: the prior learns where q puts the layouts each sentence describes, so codes
-    drawn from it decode to such layouts."""
-    F, prior = t.modules["F"], t.modules["prior"]
+def layout_prior_step(t: Trainer, batch: dict[str, torch.Tensor], step: int, *, F: FusionGenerator) -> dict[str, torch.Tensor]:
+    """One step for :class:`spokenstyle.train.Trainer` (module ``"prior"``; ``F`` frozen, bound by
+    :func:`train_layout_prior`): KL(q(z | layout, sentence) || p(z | sentence)), q being F's
+    layout encoder and p the prior. This is the conditional VAE's prior term (Sohn et al. 2015)
+    with the encoder and decoder fixed: the prior learns where q puts the layouts each sentence
+    describes, so codes drawn from it decode to such layouts."""
+    prior = t.modules["prior"]
     tokens, pos = batch["tokens"], batch["positions"]
     with torch.no_grad():
         sentence = F.text(tokens)[0]
@@ -401,26 +402,33 @@ def layout_prior_step(t, batch: dict[str, torch.Tensor], step: int) -> dict[str,
 
 
 def add_layout_prior(F: FusionGenerator) -> LayoutPrior:
-    """Gives F a fresh :class:`~spokenstyle.models.fusion.LayoutPrior` (``config.layout_prior``
-    set, so checkpoints rebuild it) unless it has one; returns the prior."""
+    """Gives F a fresh :class:`~spokenstyle.models.fusion.LayoutPrior` unless it has one, and sets
+    ``F.config.layout_prior`` so that a checkpoint of F rebuilds it (a :class:`FusionGAN` shares
+    that config object with its F); returns the prior."""
     if F.layout_prior is None:
         F.config.layout_prior = True
         F.layout_prior = LayoutPrior(F.config).to(next(F.parameters()).device)
     return F.layout_prior
 
 
-def train_layout_prior(F: FusionGenerator, batches, *, steps: int, lr: float = 2e-3, device=None,
+def train_layout_prior(F: FusionGenerator, batches: Callable[[int], dict[str, torch.Tensor]], *, steps: int,
+                       lr: float = 2e-3, device: str | torch.device | None = None,
                        checkpoint_dir: str | Path | None = None, log_every: int = 10, desc: str = "layout prior"):
     """Trains F's layout prior (added if F has none) with :func:`layout_prior_step` and Adam, the
-    rate decaying linearly to zero over the last quarter; the rest of F is frozen and unchanged.
-    Returns the History."""
+    rate decaying linearly to zero over the last quarter; the rest of F is frozen and unchanged,
+    and only the prior is in the resumable checkpoints. F's mode and its parameters'
+    ``requires_grad`` are restored afterwards. Returns the History."""
     prior = add_layout_prior(F)
-    F.eval()  # frozen: no dropout or batch statistics anywhere in F, and no gradients
+    if device is not None:
+        F.to(device)
+    was_training = F.training
+    trainable = {name: p.requires_grad for name, p in F.named_parameters()}
+    F.eval()  # F's own modules have no dropout or running statistics, but say so: it is only read
     for name, p in F.named_parameters():
         p.requires_grad_(name.startswith("layout_prior."))
     opt = torch.optim.Adam(prior.parameters(), lr=lr)
     decay = lambda step: min(1.0, max(0.0, (steps - step) / max(1, steps // 4)))  # noqa: E731
-    trainer = Trainer({"prior": prior, "F": F}, {"prior": opt}, layout_prior_step,
+    trainer = Trainer({"prior": prior}, {"prior": opt}, functools.partial(layout_prior_step, F=F),
                       TrainConfig(steps=steps, log_every=log_every, desc=desc,
                                   checkpoint_dir=str(checkpoint_dir) if checkpoint_dir else None,
                                   checkpoint_every=500 if checkpoint_dir else 0),
@@ -429,9 +437,9 @@ def train_layout_prior(F: FusionGenerator, batches, *, steps: int, lr: float = 2
     try:
         return trainer.fit(batches)
     finally:
-        for p in F.parameters():
-            p.requires_grad_(True)
-        F.eval()
+        for name, p in F.named_parameters():
+            p.requires_grad_(trainable.get(name, True))
+        F.train(was_training)
 
 
 def train_layout(out_dir: str | Path, *, runtime: Runtime) -> dict[str, Any]:
@@ -443,10 +451,16 @@ def train_layout(out_dir: str | Path, *, runtime: Runtime) -> dict[str, Any]:
     base's command, weights' hashes and scores in ``extra["base"]``."""
     out_dir = Path(out_dir)
     b: LayoutPriorBudget = runtime.budget("fusion_layout")
-    check_clear_of_held_out(runtime.seed, b.steps, b.batch_size)
+    check_clear_of_held_out(runtime.seed, b.steps, b.batch_size, what="fusion_layout run")
     pair = FusionGAN.from_pretrained(b.base, device=runtime.device)
     base_manifest = dict(pair.manifest)
+    if pair.config is not pair.F.config:  # add_layout_prior sets the flag the saved manifest must carry
+        raise RuntimeError("FusionGAN and its F must share one config object")
     pair.F.layout_prior = None  # a base that has a prior gets a fresh one: the command reproduces its own run
+    base_record = {"name": str(b.base), "command": base_manifest.get("command"), "files": base_manifest.get("files"),
+                   "metrics": base_manifest.get("metrics"), "extra": base_manifest.get("extra")}
+    if isinstance((base_manifest.get("extra") or {}).get("base"), dict):  # a base made by this recipe: keep its base,
+        base_record = base_manifest["extra"]["base"]  # the run that trained everything but the prior
     seed_everything(runtime.seed)
     started = time.perf_counter()
     history = train_layout_prior(pair.F, layout_batches(b.batch_size, seed=runtime.seed), steps=b.steps, lr=b.lr,
@@ -456,7 +470,9 @@ def train_layout(out_dir: str | Path, *, runtime: Runtime) -> dict[str, Any]:
     for split in ("validation", "test"):
         rel = relation_accuracy(pair.F, n=b.eval, split=split)
         scores.update({f"{split}_{k}": v for k, v in rel.items() if k != "n"})
-    judge = SceneJudge.from_pretrained("judge", device=runtime.device)
+    base_judge = Path(pair.checkpoint_path) / "judge"  # the judge the base was scored with, as train() chose it
+    judge_name = base_judge if (base_judge / MANIFEST).is_file() else "judge"
+    judge = SceneJudge.from_pretrained(judge_name, device=runtime.device)
     features = FeatureNet.from_pretrained("features", device=runtime.device)
     scores.update(scorecard(pair.F, judge, features, n=runtime.budget("fusion").eval))  # as the base was scored
     scores.update(kl=history.mean("kl", last=20), steps=b.steps, batch_size=b.batch_size, profile=runtime.profile,
@@ -464,8 +480,8 @@ def train_layout(out_dir: str | Path, *, runtime: Runtime) -> dict[str, Any]:
     print(scores)
     pair.cpu()
     pair.save_pretrained(out_dir, metrics=scores, extra={
-        "base": {"name": str(b.base), "command": base_manifest.get("command"), "files": base_manifest.get("files"),
-                 "metrics": base_manifest.get("metrics")},
+        "base": base_record,
+        "judge": str(judge_name),
         "data": "ShapeScenes split 'train' (even seeds), formal and spoken captions alternating, true per-colour "
                 "positions; no pictures (F's text, layout encoder and decoder frozen)",
         "note": f"trained on {runtime.device} with {torch.get_num_threads()} thread(s)"})

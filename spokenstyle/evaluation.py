@@ -76,6 +76,7 @@ __all__ = [
     "literal_value",
     "evaluate_fusion",
     "honours_relation",
+    "stated_relations",
     "relation_accuracy",
     "content_survival",
     "StylePairTable",
@@ -657,6 +658,13 @@ def honours_relation(p_a: torch.Tensor, p_b: torch.Tensor, relation: torch.Tenso
     return checks.gather(1, relation.long()[:, None])[:, 0]
 
 
+def stated_relations(scenes) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Every relation the scenes' captions state, flattened: (row, colour of the subject, colour of
+    the landmark, relation id), each (P,), for the consecutive objects of each scene's chain."""
+    i, k = torch.nonzero(torch.arange(scenes.colour.shape[1] - 1)[None] < (scenes.n_objects[:, None] - 1), as_tuple=True)
+    return i, scenes.colour[i, k], scenes.colour[i, k + 1], scenes.relation[i, k]
+
+
 @torch.no_grad()
 def relation_accuracy(F: FusionGenerator, *, n: int = 600, register: str = "spoken", split: str = "test",
                       offset: int = 40_000, seed: int = 0) -> dict[str, float]:
@@ -692,8 +700,7 @@ def relation_accuracy(F: FusionGenerator, *, n: int = 600, register: str = "spok
     finally:
         F.train(was_training)
     chance = torch.rand(n, len(COLOURS), 2, generator=torch.Generator().manual_seed(seed + 1)) * 1.8 - 0.9
-    i, k = torch.nonzero(torch.arange(scenes.colour.shape[1] - 1)[None] < (scenes.n_objects[:, None] - 1), as_tuple=True)
-    a, b, rel = scenes.colour[i, k], scenes.colour[i, k + 1], scenes.relation[i, k]
+    i, a, b, rel = stated_relations(scenes)
     rate = lambda P: float(honours_relation(P[i, a], P[i, b], rel).float().mean())  # noqa: E731
     return {"relation_acc": rate(with_prior), "relation_acc_no_prior": rate(no_prior),
             "relation_chance": rate(chance), "relation_pairs": int(len(i)), "n": n}

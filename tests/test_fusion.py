@@ -15,7 +15,7 @@ import torch
 from spokenstyle import checkpoints, cli, runtime
 from spokenstyle.budgets import FusionBudget
 from spokenstyle.data import sample_scenes, splits
-from spokenstyle.evaluation import evaluate_fusion, honours_relation, relation_accuracy
+from spokenstyle.evaluation import evaluate_fusion, honours_relation, relation_accuracy, stated_relations
 from spokenstyle.models import fusion as fu
 from spokenstyle.recipes import fusion as rf
 
@@ -677,8 +677,10 @@ def test_layout_prior_loss_is_the_kl_of_two_gaussians():
 
 def test_honours_relation_agrees_with_the_scene_geometry():
     scenes = sample_scenes(torch.arange(400))
-    i, k = torch.nonzero(torch.arange(scenes.colour.shape[1] - 1)[None] < (scenes.n_objects[:, None] - 1), as_tuple=True)
-    a, b, rel = scenes.pos[i, k], scenes.pos[i, k + 1], scenes.relation[i, k]
+    i, colour_a, colour_b, rel = stated_relations(scenes)
+    k = (scenes.colour[i] == colour_a[:, None]).float().argmax(1)  # the subject's place in its scene's chain
+    assert torch.equal(scenes.colour[i, k + 1], colour_b) and int((scenes.n_objects - 1).sum()) == len(i)
+    a, b = scenes.pos[i, k], scenes.pos[i, k + 1]
     assert len(rel) > 300 and honours_relation(a, b, rel).all()  # the true layout honours every stated relation
     directional = rel < 4
     assert not honours_relation(b, a, rel)[directional].any()  # swapped: no direction holds

@@ -2,31 +2,33 @@
 
 Each variant of :data:`spokenstyle.recipes.cyclegan.ABLATION_VARIANTS` (the shipped recipe; the
 identity weight at 0 and at lambda; PatchNCE beside the cycle and in its place, CUT; U-Net skips;
-the small-object-weighted L1 to the source) is trained on flat <-> comic with two seeds by
-:func:`spokenstyle.recipes.cyclegan.train_variant` (the shipped recipe's budget row, full
-profile, with the variant's fields and a reduced step count), and scored in both directions on
-*validation* scenes (the seed range ``validation`` of :mod:`spokenstyle.data.splits`; no test
+the small-object-weighted L1 to the source; a 34 px patch discriminator) is trained on flat <-> comic
+by :func:`spokenstyle.recipes.cyclegan.train_variant` (the shipped recipe's budget row, full
+profile, with the variant's fields and 3,000 steps instead of 12,000), and scored in both directions
+on *validation* scenes (the seed range ``validation`` of :mod:`spokenstyle.data.splits`; no test
 scene is drawn): content accuracy, style accuracy, scene accuracy, L1/SSIM to the truth, FD and
 its real-vs-real baseline, by the shipped judge and feature extractor. The rule that picks a
-winner, :data:`spokenstyle.recipes.cyclegan.ABLATION_RULE`, was fixed before any run was scored.
+winner, :data:`spokenstyle.recipes.cyclegan.ABLATION_RULE`, was fixed before any run was scored. It
+has two stages: every variant with seed 0 (the screen), then seed 1 for the shipped recipe and the
+two best eligible variants (:func:`spokenstyle.recipes.cyclegan.choose_ablation_variant`).
 
-Three steps (one thread per run; two runs at a time on a 2-core machine)::
+Four steps (one thread per run; two runs at a time on a 2-core machine)::
 
-    python benchmarks/translator_ablation.py commands --out /work/exp/ablation     # prints the train commands
+    python benchmarks/translator_ablation.py commands --out /work/exp/ablation     # stage 1 + the shipped seed 1
     OMP_NUM_THREADS=1 python benchmarks/translator_ablation.py train --variant skip --seed 0 --out /work/exp/ablation
+    python benchmarks/translator_ablation.py pending --runs /work/exp/ablation      # stage 2's commands
     OMP_NUM_THREADS=1 python benchmarks/translator_ablation.py collect --runs /work/exp/ablation \\
         --json spokenstyle/shipped/benchmarks/translator-ablation-cpu.json
 
 ``train`` writes ``OUT/VARIANT_sSEED/`` (the generators, ``save_pretrained``, with the validation
 scores and the command in the manifest; a killed run resumes from ``OUT/VARIANT_sSEED/run``).
-``collect`` reads every run folder, scores the shipped ``cyclegan_flat_comic`` translators on the
-same validation scenes for reference, applies the rule and writes the JSON that chapter 11 reads
-in its full profile (through :func:`spokenstyle.runtime.data_dir`).
+``pending`` exits with status 3 while a stage-1 run is missing. ``collect`` reads every run folder,
+scores the shipped ``cyclegan_flat_comic`` translators on the same validation scenes for reference,
+applies the rule and writes the JSON that chapter 11 reads (through
+:func:`spokenstyle.runtime.data_dir`).
 
-Cost: the shipped recipe takes about 0.35 to 0.40 s a step on one thread (12,000 steps, 80
-CPU-minutes); measured side by side on one loaded machine, the variants cost 0.7 (identity 0),
-1.0 (identity lambda, small objects), about 1.2 (skips), 1.3 (PatchNCE instead) and 1.6 (PatchNCE
-beside) times as much. At the default 6,000 steps the 14 runs take about 10 CPU-hours.
+Cost, measured on the 2-core machine with two runs at a time, one thread each: 0.3 to 0.4 s a
+step (PatchNCE beside the cycle the dearest); 11 runs of 3,000 steps, about 3 CPU-hours.
 """
 
 from __future__ import annotations
@@ -41,8 +43,10 @@ import time
 from pathlib import Path
 
 import torch
+from torchvision.utils import make_grid, save_image
 
 from spokenstyle import checkpoints, runtime
+from spokenstyle.data import render, sample_scenes
 from spokenstyle.data.splits import seed_range
 from spokenstyle.evaluation import score_translator
 from spokenstyle.models.cyclegan import CycleGAN
@@ -63,10 +67,48 @@ def folder(out: Path, variant: str, seed: int) -> Path:
 
 
 def commands(out: Path, steps: int) -> list[str]:
-    """One ``train`` command per variant and seed."""
+    """Stage 1's ``train`` commands (every variant with seed 0) and the shipped recipe's seed 1, which
+    stage 2 always needs; ``pending`` prints the finalists' commands once stage 1 is scored."""
+    return [train_command(out, v, SEEDS[0], steps) for v in rcg.ABLATION_VARIANTS] + \
+        [train_command(out, "shipped", SEEDS[1], steps)]
+
+
+def train_command(out: Path, variant: str, seed: int, steps: int) -> str:
     me = "benchmarks/translator_ablation.py"
-    return [f"OMP_NUM_THREADS=1 python {me} train --variant {v} --seed {s} --steps {steps} --out {shlex.quote(str(out))}"
-            for v in rcg.ABLATION_VARIANTS for s in SEEDS]
+    return (f"OMP_NUM_THREADS=1 python {me} train --variant {variant} --seed {seed} --steps {steps} "
+            f"--out {shlex.quote(str(out))}")
+
+
+def read_runs(out: Path) -> list[dict]:
+    """Every finished run under ``out`` (a folder with a manifest), as the rule reads them."""
+    runs = []
+    for path in sorted(Path(out).glob("*_s*")):
+        if not (path / checkpoints.MANIFEST).is_file():
+            print(f"skipped {path}: no checkpoint (still training?)", file=sys.stderr)
+            continue
+        manifest = checkpoints.read_manifest(path)
+        (weights_name, info), = manifest["files"].items()
+        m = manifest["metrics"]
+        runs.append({"variant": m["variant"], "seed": m["seed"], "folder": path.name, "steps": m["steps"],
+                     "fields": manifest["extra"]["fields"], "command": manifest.get("command"),
+                     "train_seconds": m["train_seconds"], "torch_threads": m["torch_threads"],
+                     "sha256": info["sha256"],
+                     "validation": {k: v for k, v in m.items() if k[:3] in ("AB_", "BA_")}})
+    return runs
+
+
+def pending(args: argparse.Namespace) -> None:
+    """Print the stage-2 commands still to run (nothing while stage 1 is unfinished: it says what is missing)."""
+    runs = read_runs(Path(args.runs))
+    done = {r["variant"] for r in runs if r["seed"] == SEEDS[0]}
+    missing = [v for v in rcg.ABLATION_VARIANTS if v not in done]
+    if missing:
+        print(f"stage 1 unfinished: no seed-{SEEDS[0]} run yet of {missing}", file=sys.stderr)
+        sys.exit(3)
+    choice = rcg.choose_ablation_variant(runs, seeds=SEEDS)
+    print(f"finalists: {choice['finalists']}", file=sys.stderr)
+    for variant, seed in choice["pending"]:
+        print(train_command(Path(args.runs), variant, seed, args.steps))
 
 
 def validation_scores(model: CycleGAN, *, judge, extractor, n: int) -> dict:
@@ -99,36 +141,42 @@ def train(args: argparse.Namespace) -> None:
     shutil.rmtree(target / "run", ignore_errors=True)
 
 
+@torch.no_grad()
+def sample_sheet(out: Path, runs: list[dict], path: Path, n: int = 6) -> None:
+    """One PNG: the first ``n`` validation scenes in flat and comic (top two rows), then each seed-0
+    variant's flat -> comic and comic -> flat translations of them, one row each, in
+    ABLATION_VARIANTS order; what chapter 11 shows beside the table."""
+    a, b = rcg.PAIRS[NAME]
+    scenes = sample_scenes(seed_range("validation").seeds(n))
+    flat, comic = render(scenes, a, 64), render(scenes, b, 64)
+    rows = [flat, comic]
+    by_variant = {r["variant"]: r for r in runs if r["seed"] == SEEDS[0]}
+    for variant in rcg.ABLATION_VARIANTS:
+        model = CycleGAN.from_pretrained(out / by_variant[variant]["folder"]).eval()
+        rows += [model.G_AB.translate(flat), model.G_BA.translate(comic)]
+    grid = make_grid(torch.cat(rows).clamp(0, 1), nrow=n, padding=2, pad_value=1.0)
+    save_image(grid, path)
+    print("wrote", path)
+
+
 def collect(args: argparse.Namespace) -> None:
-    runs = []
-    for path in sorted(Path(args.runs).glob("*_s*")):
-        if not (path / checkpoints.MANIFEST).is_file():
-            print(f"skipped {path}: no checkpoint (still training?)")
-            continue
-        manifest = checkpoints.read_manifest(path)
-        (weights_name, info), = manifest["files"].items()
-        m = manifest["metrics"]
-        runs.append({"variant": m["variant"], "seed": m["seed"], "folder": path.name, "steps": m["steps"],
-                     "fields": manifest["extra"]["fields"], "command": manifest.get("command"),
-                     "train_seconds": m["train_seconds"], "torch_threads": m["torch_threads"],
-                     "sha256": info["sha256"],
-                     "validation": {k: v for k, v in m.items() if k[:3] in ("AB_", "BA_")}})
+    runs = read_runs(Path(args.runs))
     judge = SceneJudge.from_pretrained("judge", device="cpu")
     shipped = validation_scores(CycleGAN.from_pretrained(NAME), judge=judge,
                                 extractor=feature_extractor(weights="features"), n=args.n)
-    choice = rcg.choose_ablation_variant(runs)
+    choice = rcg.choose_ablation_variant(runs, seeds=SEEDS)
     result = {"what": "chapter 11: ablation of the flat <-> comic translator on validation scenes",
               "pair": list(rcg.PAIRS[NAME]), "variants": rcg.ABLATION_VARIANTS, "seeds": list(SEEDS),
               "validation_scenes": args.n, "validation_start": seed_range("validation").start,
-              "rule": rcg.ABLATION_RULE, "chosen": choice["chosen"], "margin": choice["margin"],
-              "table": choice["table"], "runs": runs,
+              "rule": rcg.ABLATION_RULE, "steps": STEPS, **choice, "runs": runs,
               "shipped_checkpoint": {"name": NAME, "steps": 12000, "validation": shipped},
               "device": "cpu", "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "torch": torch.__version__}
-    print(json.dumps({k: result[k] for k in ("chosen", "margin", "table")}, indent=1))
+    print(json.dumps({k: result[k] for k in ("chosen", "margin", "finalists", "pending", "table")}, indent=1))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
         print("wrote", args.json)
+        sample_sheet(Path(args.runs), runs, Path(args.json).with_suffix(".png"))
 
 
 def main() -> None:
@@ -144,6 +192,9 @@ def main() -> None:
     p.add_argument("--n", type=int, default=N_VALIDATION, help="validation scenes per direction")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", required=True)
+    p = sub.add_parser("pending", help="print stage 2's train commands still to run")
+    p.add_argument("--runs", required=True)
+    p.add_argument("--steps", type=int, default=STEPS)
     p = sub.add_parser("collect", help="score the shipped translators, apply the rule, write the JSON")
     p.add_argument("--runs", required=True)
     p.add_argument("--n", type=int, default=N_VALIDATION)
@@ -153,6 +204,8 @@ def main() -> None:
         print("\n".join(commands(Path(args.out), args.steps)))
     elif args.what == "train":
         train(args)
+    elif args.what == "pending":
+        pending(args)
     else:
         collect(args)
 

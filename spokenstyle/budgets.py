@@ -389,7 +389,6 @@ class FAQBudget(Budget):
     prdc_n: int  # pictures per set for precision/recall/density/coverage
     gaming_n: int  # samples chosen from the pool to match a feature space
     ablation_eval: int  # validation scenes per direction that score the translator variants
-    ablation_seeds: int  # seeds per variant in the notebook's own small ablation
 
 
 @dataclass(frozen=True)
@@ -657,14 +656,15 @@ BUDGETS: dict[str, Row] = {
         "fine-tuning on 100 comic scenes starts from (full: the recorded runs' 2,000)"),
     "faq": Row(
         FAQBudget(pairs_per_cell=2, photos=2, fd_sizes=(250, 500, 1000, 2000), fd_repeats=4, fd_real=2000,
-                  fake_pool=4000, resize_n=1000, prdc_n=1000, gaming_n=500, ablation_eval=16, ablation_seeds=1),
+                  fake_pool=4000, resize_n=1000, prdc_n=1000, gaming_n=500, ablation_eval=16),
         FAQBudget(pairs_per_cell=25, photos=20, fd_sizes=(250, 500, 1000, 2000, 4000), fd_repeats=5, fd_real=4000,
-                  fake_pool=8000, resize_n=2000, prdc_n=2000, gaming_n=1000, ablation_eval=300, ablation_seeds=2),
+                  fake_pool=8000, resize_n=2000, prdc_n=2000, gaming_n=1000, ablation_eval=300),
         "chapter 11: the pipeline over the 6 x 6 pairs of styles and photo sources (full: benchmarks/faq_pairs.py "
         "records the same run, about 3 CPU-minutes), the FD/KID curve of the shipped DCGAN against 1/N, resizing, "
-        "PRDC and the resampling demonstration; ablation_* = the notebook's own tiny translator ablation (fast: the "
-        "cyclegan_flat_comic fast row, one seed; full reads spokenstyle/shipped/benchmarks/translator-ablation-cpu.json "
-        "of benchmarks/translator_ablation.py instead)"),
+        "PRDC and the resampling demonstration; ablation_eval = validation scenes per direction that score the "
+        "notebook's own toy run of the ablation protocol (every variant at the cyclegan_flat_comic fast row's 4 steps, "
+        "both stages); the ablation itself is read from spokenstyle/shipped/benchmarks/translator-ablation-cpu.json "
+        "(benchmarks/translator_ablation.py, 3,000 steps per run)"),
 }
 
 

@@ -708,16 +708,35 @@ def _run(variant, seed, content, style=(1.0, 1.0)):
 
 
 def test_the_ablation_rule_by_hand():
-    """Content and style of a run are its worse direction's; a variant is the mean over seeds; a
-    winner must keep the style (within 0.02) and beat the shipped recipe by more than the seeds'
-    spread (at least 0.02)."""
-    runs = [_run("shipped", 0, (0.80, 0.88)), _run("shipped", 1, (0.84, 0.90)),  # content 0.82, spread 0.04
-            _run("skip", 0, (0.90, 0.91)), _run("skip", 1, (0.88, 0.95)),  # content 0.89, spread 0.02: wins
-            _run("nce", 0, (0.97, 0.97), (0.5, 1.0)), _run("nce", 1, (0.97, 0.97), (0.6, 1.0)),  # best content, lost style
-            _run("small", 0, (0.85, 0.9)), _run("small", 1, (0.85, 0.9))]  # +0.03, less than the spread
-    out = rcg.choose_ablation_variant(runs)
-    assert out["chosen"] == "skip" and out["margin"] == pytest.approx(0.04)
-    assert out["table"]["shipped"]["content"] == pytest.approx(0.82) and "nce" not in out["eligible"]
-    assert rcg.choose_ablation_variant(runs[:2] + runs[-2:])["chosen"] == "shipped"  # 0.03 < the 0.04 spread
+    """Stage 1 screens every variant on seed 0 (style within 0.02 of the shipped recipe's, the two
+    best contents go on); stage 2 averages the finalists' and the shipped recipe's two seeds, and a
+    winner must beat the shipped recipe by more than the seeds' spread (at least 0.02)."""
+    stage1 = [_run("shipped", 0, (0.80, 0.88)),  # content 0.80
+              _run("skip", 0, (0.90, 0.91)),  # 0.90: a finalist
+              _run("nce", 0, (0.97, 0.97), (0.5, 1.0)),  # best content, lost style: out
+              _run("small", 0, (0.85, 0.9)),  # 0.85: a finalist
+              _run("id0", 0, (0.82, 0.95))]  # 0.82: third, screened out
+    screen = rcg.screen_ablation(stage1)
+    assert screen["finalists"] == ["skip", "small"] and "nce" not in screen["eligible"]
+    assert screen["table"]["shipped"]["content"] == pytest.approx(0.80)
+    out = rcg.choose_ablation_variant(stage1)
+    assert out["chosen"] is None and out["pending"] == [("shipped", 1), ("skip", 1), ("small", 1)]
+    stage2 = [_run("shipped", 1, (0.84, 0.90)),  # shipped: content 0.82, spread 0.04
+              _run("skip", 1, (0.88, 0.95)),  # skip: 0.89, spread 0.02: beats 0.82 by 0.07 > 0.04
+              _run("small", 1, (0.85, 0.9))]  # small: 0.85
+    out = rcg.choose_ablation_variant(stage1 + stage2)
+    assert out["chosen"] == "skip" and out["margin"] == pytest.approx(0.04) and out["pending"] == []
+    assert out["table"]["skip"]["content"] == pytest.approx(0.89) and out["table"]["id0"]["seeds"] == [0]
+    # without skip, small's +0.03 is less than the shipped recipe's 0.04 spread: the shipped recipe stays
+    no_skip = [r for r in stage1 + stage2 if r["variant"] != "skip"]
+    out = rcg.choose_ablation_variant(no_skip)
+    assert out["finalists"] == ["small", "id0"] and out["pending"] == [("id0", 1)]
+    out = rcg.choose_ablation_variant(no_skip + [_run("id0", 1, (0.80, 0.9))])
+    assert out["chosen"] == "shipped"
+    # a finalist whose style drops in stage 2 cannot win, however high its content
+    worse = stage2[:1] + [_run("skip", 1, (0.99, 0.99), (0.90, 0.9)), stage2[2]]
+    assert rcg.choose_ablation_variant(stage1 + worse)["chosen"] == "shipped"
     with pytest.raises(ValueError, match="shipped"):
-        rcg.choose_ablation_variant(runs[2:])
+        rcg.choose_ablation_variant(stage1[1:])
+    with pytest.raises(ValueError, match="twice"):
+        rcg.choose_ablation_variant(stage1 + stage1[:1])

@@ -49,6 +49,7 @@ __all__ = [
     "ABLATION_VARIANTS",
     "ABLATION_RULE",
     "train_variant",
+    "screen_ablation",
     "choose_ablation_variant",
     "config_from_budget",
     "train_pair",
@@ -472,15 +473,14 @@ ABLATION_RULE = (
     "reported.")
 
 
-def choose_ablation_variant(runs: list[dict[str, Any]], *, style_slack: float = 0.02,
-                            min_margin: float = 0.02) -> dict[str, Any]:
-    """:data:`ABLATION_RULE` applied to runs ``[{"variant", "seed", "validation": {"AB_content_accuracy",
-    "BA_content_accuracy", "AB_style_accuracy", "BA_style_accuracy", ...}}, ...]``: returns
-    ``{"chosen": variant, "table": {variant: {"content", "style", "content_spread", "seeds"}}, "margin"}``."""
+def _ablation_table(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per variant: each run's content and style (the worse direction's), their mean and the seeds' spread."""
     table: dict[str, dict[str, Any]] = {}
     for run in runs:
         v = run["validation"]
         row = table.setdefault(run["variant"], {"contents": [], "styles": [], "seeds": []})
+        if run["seed"] in row["seeds"]:
+            raise ValueError(f"variant {run['variant']!r} has seed {run['seed']} twice: one run per variant and seed")
         row["contents"].append(min(v["AB_content_accuracy"], v["BA_content_accuracy"]))
         row["styles"].append(min(v["AB_style_accuracy"], v["BA_style_accuracy"]))
         row["seeds"].append(run["seed"])
@@ -490,17 +490,51 @@ def choose_ablation_variant(runs: list[dict[str, Any]], *, style_slack: float = 
         row["content"] = sum(row["contents"]) / len(row["contents"])
         row["style"] = sum(row["styles"]) / len(row["styles"])
         row["content_spread"] = max(row["contents"]) - min(row["contents"])
+    return table
+
+
+def screen_ablation(runs: list[dict[str, Any]], *, style_slack: float = 0.02, finalists: int = 2,
+                    screen_seed: int = 0) -> dict[str, Any]:
+    """Stage 1 of :data:`ABLATION_RULE`: the ``screen_seed`` runs only. Variants whose style falls more than
+    ``style_slack`` below the shipped recipe's are out; the ``finalists`` eligible variants with the highest
+    content go on to stage 2 (ties keep the order of the runs). Returns ``{"table", "eligible", "finalists"}``."""
+    table = _ablation_table([r for r in runs if r["seed"] == screen_seed])
     base = table["shipped"]
     eligible = [k for k, r in table.items() if k != "shipped" and r["style"] >= base["style"] - style_slack]
-    chosen, margin = "shipped", None
-    if eligible:
-        best = max(eligible, key=lambda k: table[k]["content"])
-        margin = max(min_margin, table[best]["content_spread"], base["content_spread"])
-        if table[best]["content"] - base["content"] > margin:
-            chosen = best
-    return {"chosen": chosen, "margin": margin, "eligible": eligible,
-            "table": {k: {key: r[key] for key in ("content", "style", "content_spread", "contents", "styles", "seeds")}
-                      for k, r in table.items()}}
+    ranked = sorted(eligible, key=lambda k: -table[k]["content"])
+    return {"table": table, "eligible": eligible, "finalists": ranked[:finalists]}
+
+
+def choose_ablation_variant(runs: list[dict[str, Any]], *, style_slack: float = 0.02, min_margin: float = 0.02,
+                            finalists: int = 2, seeds: tuple[int, int] = (0, 1)) -> dict[str, Any]:
+    """:data:`ABLATION_RULE` applied to runs ``[{"variant", "seed", "validation": {"AB_content_accuracy",
+    "BA_content_accuracy", "AB_style_accuracy", "BA_style_accuracy", ...}}, ...]``.
+
+    Stage 1 is :func:`screen_ablation` on the ``seeds[0]`` runs; stage 2 needs both ``seeds`` of the
+    shipped recipe and of each finalist. Returns ``{"chosen", "margin", "screen", "finalists", "pending",
+    "table"}``: ``table`` holds every variant over all its runs (``content``, ``style``, ``content_spread``,
+    ``contents``, ``styles``, ``seeds``); while a stage-2 run is missing, ``chosen`` is None and
+    ``pending`` lists the ``(variant, seed)`` runs still to train. ``chosen`` is ``"shipped"`` when no
+    finalist beats it by the margin.
+    """
+    screen = screen_ablation(runs, style_slack=style_slack, finalists=finalists, screen_seed=seeds[0])
+    table = _ablation_table(runs)
+    keys = ("content", "style", "content_spread", "contents", "styles", "seeds")
+    out: dict[str, Any] = {"chosen": None, "margin": None, "screen": screen["table"], "eligible": screen["eligible"],
+                           "finalists": screen["finalists"],
+                           "table": {k: {key: r[key] for key in keys} for k, r in table.items()}}
+    out["pending"] = [(v, s) for v in ["shipped"] + screen["finalists"] for s in seeds if s not in table[v]["seeds"]]
+    if out["pending"]:
+        return out
+    final = _ablation_table([r for r in runs if r["variant"] in ["shipped"] + screen["finalists"] and r["seed"] in seeds])
+    base, out["chosen"] = final["shipped"], "shipped"
+    kept = [k for k in screen["finalists"] if final[k]["style"] >= base["style"] - style_slack]
+    if kept:
+        best = max(kept, key=lambda k: final[k]["content"])
+        out["margin"] = max(min_margin, final[best]["content_spread"], base["content_spread"])
+        if final[best]["content"] - base["content"] > out["margin"]:
+            out["chosen"] = best
+    return out
 
 
 def _run_record(runtime: Runtime, history: dict[str, list[float]]) -> dict[str, Any]:

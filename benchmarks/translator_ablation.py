@@ -83,7 +83,7 @@ def train_command(out: Path, variant: str, seed: int, steps: int) -> str:
 def read_runs(out: Path) -> list[dict]:
     """Every finished run under ``out`` (a folder with a manifest), as the rule reads them."""
     runs = []
-    for path in sorted(Path(out).glob("*_s*")):
+    for path in sorted(p for p in Path(out).glob("*_s[0-9]*") if p.is_dir()):
         if not (path / checkpoints.MANIFEST).is_file():
             print(f"skipped {path}: no checkpoint (still training?)", file=sys.stderr)
             continue

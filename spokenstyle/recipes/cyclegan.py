@@ -511,18 +511,16 @@ def choose_ablation_variant(runs: list[dict[str, Any]], *, style_slack: float = 
     "BA_content_accuracy", "AB_style_accuracy", "BA_style_accuracy", ...}}, ...]``.
 
     Stage 1 is :func:`screen_ablation` on the ``seeds[0]`` runs; stage 2 needs both ``seeds`` of the
-    shipped recipe and of each finalist. Returns ``{"chosen", "margin", "screen", "finalists", "pending",
-    "table"}``: ``table`` holds every variant over all its runs (``content``, ``style``, ``content_spread``,
+    shipped recipe and of each finalist. Returns ``{"chosen", "margin", "screen", "eligible", "finalists",
+    "pending", "table"}``: ``table`` holds every variant over all its runs (``content``, ``style``, ``content_spread``,
     ``contents``, ``styles``, ``seeds``); while a stage-2 run is missing, ``chosen`` is None and
     ``pending`` lists the ``(variant, seed)`` runs still to train. ``chosen`` is ``"shipped"`` when no
     finalist beats it by the margin.
     """
     screen = screen_ablation(runs, style_slack=style_slack, finalists=finalists, screen_seed=seeds[0])
     table = _ablation_table(runs)
-    keys = ("content", "style", "content_spread", "contents", "styles", "seeds")
     out: dict[str, Any] = {"chosen": None, "margin": None, "screen": screen["table"], "eligible": screen["eligible"],
-                           "finalists": screen["finalists"],
-                           "table": {k: {key: r[key] for key in keys} for k, r in table.items()}}
+                           "finalists": screen["finalists"], "table": table}
     out["pending"] = [(v, s) for v in ["shipped"] + screen["finalists"] for s in seeds if s not in table[v]["seeds"]]
     if out["pending"]:
         return out

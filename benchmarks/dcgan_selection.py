@@ -9,9 +9,12 @@ copied into the report for the table only, never read to choose.
 
 The recorded runs' manifests carry their own validation scores (the recipe computes them); the
 unconditional DCGAN shipped before this issue does not, so they are computed here with the same
-function, n and seed. Run (about a minute on one thread)::
+function, n and seed. Candidates come from run folders (``--runs LABEL=DIR``) or from the record of
+runs (``--recorded``: every run of ``dcgan-runs-cpu.json``, whose entries are the runs' manifests, so
+a run whose scratch folder is gone still counts). Run (about a minute on one thread)::
 
-    OMP_NUM_THREADS=1 python benchmarks/dcgan_selection.py --runs cond=DIR cond_translation=DIR \\
+    OMP_NUM_THREADS=1 python benchmarks/dcgan_selection.py \\
+        --recorded spokenstyle/shipped/benchmarks/dcgan-runs-cpu.json \\
         --json spokenstyle/shipped/benchmarks/dcgan-selection-cpu.json
 """
 
@@ -41,9 +44,21 @@ def choose(candidates: dict[str, dict[str, float]], confident: float = CONFIDENT
     return min(pool, key=lambda k: pool[k]["val_fd"])
 
 
+def candidate(manifest: dict) -> dict:
+    """A run's row: its command, its validation scores (chosen on) and its test scores (reported only)."""
+    m = manifest["metrics"]
+    missing = [k for k in ("val_fd", "val_confident", *TEST_KEYS) if k not in m]
+    if missing:
+        raise ValueError(f"the run {manifest.get('command')!r} has no {missing} in its metrics: "
+                         "it was not trained by a recipe that scores validation scenes")
+    return {"command": manifest["command"], "val": {k: v for k, v in m.items() if k.startswith("val_")},
+            "test": {k: m[k] for k in TEST_KEYS}}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", nargs="+", required=True, metavar="LABEL=DIR")
+    parser.add_argument("--runs", nargs="+", default=[], metavar="LABEL=DIR")
+    parser.add_argument("--recorded", type=Path, default=None, help="a record_runs JSON: each of its runs is a candidate")
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, required=True)
@@ -56,12 +71,14 @@ def main(argv: list[str] | None = None) -> int:
     val = validation_scores(G, extractor, n=args.n, size=G.config.resolution, seed=args.seed)
     rows["unconditional_shipped"] = {"command": shipped["command"], "val": val,
                                      "test": {k: shipped["metrics"][k] for k in TEST_KEYS}}
-    for item in args.runs:
-        label, _, directory = item.partition("=")
-        manifest = checkpoints.read_manifest(directory)
-        m = manifest["metrics"]
-        rows[label] = {"command": manifest["command"], "val": {k: v for k, v in m.items() if k.startswith("val_")},
-                       "test": {k: m[k] for k in TEST_KEYS}}
+    manifests = {label: checkpoints.read_manifest(directory)
+                 for label, _, directory in (item.partition("=") for item in args.runs)}
+    if args.recorded is not None:
+        manifests.update(json.loads(args.recorded.read_text())["runs"])
+    if not manifests:
+        parser.error("no candidates: give --runs LABEL=DIR ... or --recorded JSON")
+    for label, manifest in manifests.items():
+        rows[label] = candidate(manifest)
     chosen = choose({k: r["val"] for k, r in rows.items()})
     report = {"rule": RULE, "n": args.n, "seed": args.seed, "chosen": chosen, "runs": rows}
     args.json.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")

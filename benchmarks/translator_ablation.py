@@ -20,6 +20,10 @@ Four steps (one thread per run; two runs at a time on a 2-core machine)::
     OMP_NUM_THREADS=1 python benchmarks/translator_ablation.py collect --runs /work/exp/ablation \\
         --json spokenstyle/shipped/benchmarks/translator-ablation-cpu.json
 
+Runs trained on another day (their folders gone) join through the record: ``collect --runs NEW_DIR
+--merge spokenstyle/shipped/benchmarks/translator-ablation-cpu.json --json ...`` keeps the recorded runs and
+adds (or replaces) those under ``NEW_DIR``; the sample sheet is then kept as it was.
+
 ``train`` writes ``OUT/VARIANT_sSEED/`` (the generators, ``save_pretrained``, with the validation
 scores and the command in the manifest; a killed run resumes from ``OUT/VARIANT_sSEED/run``).
 ``pending`` exits with status 3 while a stage-1 run is missing. ``collect`` reads every run folder,
@@ -160,8 +164,19 @@ def sample_sheet(out: Path, runs: list[dict], path: Path, n: int = 6) -> None:
     print("wrote", path)
 
 
+def merge_runs(recorded: list[dict], new: list[dict]) -> list[dict]:
+    """The runs of an earlier record with the new run folders' runs; a new run replaces a recorded one of the
+    same variant and seed (run folders are wiped between machines; the record keeps what they scored)."""
+    fresh = {(r["variant"], r["seed"]) for r in new}
+    return [r for r in recorded if (r["variant"], r["seed"]) not in fresh] + new
+
+
 def collect(args: argparse.Namespace) -> None:
     runs = read_runs(Path(args.runs))
+    if args.merge:
+        recorded = json.loads(Path(args.merge).read_text())["runs"]
+        runs = merge_runs(recorded, runs)
+        print(f"{len(recorded)} recorded runs from {args.merge}, {len(runs)} after merging", file=sys.stderr)
     judge = SceneJudge.from_pretrained("judge", device="cpu")
     shipped = validation_scores(CycleGAN.from_pretrained(NAME), judge=judge,
                                 extractor=feature_extractor(weights="features"), n=args.n)
@@ -177,7 +192,11 @@ def collect(args: argparse.Namespace) -> None:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
         print("wrote", args.json)
-        sample_sheet(Path(args.runs), runs, Path(args.json).with_suffix(".jpg"))
+        seed0 = [r for r in runs if r["seed"] == SEEDS[0]]
+        if all((Path(args.runs) / r["folder"] / checkpoints.MANIFEST).is_file() for r in seed0):
+            sample_sheet(Path(args.runs), runs, Path(args.json).with_suffix(".jpg"))
+        else:  # the sheet shows seed 0's translations; their weights went with an earlier machine
+            print("kept the sample sheet: not every seed-0 run folder is under --runs", file=sys.stderr)
 
 
 def main() -> None:
@@ -200,6 +219,7 @@ def main() -> None:
     p.add_argument("--runs", required=True)
     p.add_argument("--n", type=int, default=N_VALIDATION)
     p.add_argument("--json", default=None)
+    p.add_argument("--merge", default=None, help="an earlier record (JSON) whose runs join those under --runs")
     args = parser.parse_args()
     if args.what == "commands":
         print("\n".join(commands(Path(args.out), args.steps)))

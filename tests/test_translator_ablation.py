@@ -54,3 +54,15 @@ def test_pending_waits_for_stage_one_then_names_the_finalists(tmp_path, capsys):
     runs = ta.read_runs(tmp_path)
     assert len(runs) == len(rcg.ABLATION_VARIANTS) and {r["folder"] for r in runs} >= {"patch_34_s0", "shipped_s0"}
     assert runs[0]["validation"]["BA_content_accuracy"] == pytest.approx(runs[0]["validation"]["AB_content_accuracy"] + 0.05)
+
+
+def test_merge_keeps_the_record_and_lets_a_new_run_replace_its_twin(tmp_path):
+    _save(tmp_path, "skip", 1, 0.4)
+    _save(tmp_path, "shipped", 0, 0.9)
+    new = ta.read_runs(tmp_path)
+    recorded = [{"variant": "shipped", "seed": 0, "validation": {"AB_content_accuracy": 0.1}},
+                {"variant": "skip", "seed": 0, "validation": {"AB_content_accuracy": 0.3}}]
+    merged = ta.merge_runs(recorded, new)
+    assert sorted((r["variant"], r["seed"]) for r in merged) == [("shipped", 0), ("skip", 0), ("skip", 1)]
+    shipped, = [r for r in merged if r["variant"] == "shipped"]
+    assert shipped["validation"]["AB_content_accuracy"] == pytest.approx(0.9)  # the new run, not the record's

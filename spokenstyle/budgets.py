@@ -470,10 +470,11 @@ BUDGETS: dict[str, Row] = {
         "at lr 4e-4 (full, 1 thread, 28 min) at FD 44.6 for the average (its FD rose from 32.1 at step 18,000; G's "
         "own was 27.9), confident 41 %, KID 491 against 99: the budget keeps 2e-4. A GPU budget would rather buy a "
         "wider pair and several times the steps. The class-conditional pair of issue 36 (n_classes=6, "
-        "augment=translation, this budget otherwise; about 62 minutes on one shared thread) is shipped beside it as "
-        "dcgan_conditional, chosen by its validation FD (benchmarks/dcgan_selection.py, "
-        "spokenstyle/shipped/benchmarks/dcgan-selection-cpu.json): test FD 29.7, confident 51 %, the style read as "
-        "asked in 98 % or more of every style's samples."),
+        "augment=translation, this budget otherwise; about 62 minutes on one shared thread) was shipped beside it "
+        "as dcgan_conditional, now dcgan_conditional_g32 (test FD 29.7, confident 51 %); the same with G twice as "
+        "wide (width=64, d_width=32: 1.3x the time per step, 71 to 83 minutes on one thread) replaced it, chosen "
+        "by its validation FD (benchmarks/dcgan_selection.py, spokenstyle/shipped/benchmarks/dcgan-selection-cpu.json): "
+        "test FD 26.2, confident 52 %, the style read as asked in 97 % or more of every style's samples."),
     "ch3_value": Row(ValueBudget(samples=200_000), ValueBudget(samples=1_000_000),
                      "chapter 3: Monte-Carlo samples for V(D, G)"),
     "ch3_dstar": Row(DStarBudget(steps=1000, batch_size=1024), DStarBudget(steps=2000, batch_size=8192),

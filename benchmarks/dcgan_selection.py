@@ -71,10 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     val = validation_scores(G, extractor, n=args.n, size=G.config.resolution, seed=args.seed)
     rows["unconditional_shipped"] = {"command": shipped["command"], "val": val,
                                      "test": {k: shipped["metrics"][k] for k in TEST_KEYS}}
-    manifests = {label: checkpoints.read_manifest(directory)
-                 for label, _, directory in (item.partition("=") for item in args.runs)}
-    if args.recorded is not None:
-        manifests.update(json.loads(args.recorded.read_text())["runs"])
+    manifests = json.loads(args.recorded.read_text())["runs"] if args.recorded is not None else {}
+    manifests.update({label: checkpoints.read_manifest(directory)  # a run folder wins over a record of the same label
+                      for label, _, directory in (item.partition("=") for item in args.runs)})
     if not manifests:
         parser.error("no candidates: give --runs LABEL=DIR ... or --recorded JSON")
     for label, manifest in manifests.items():

@@ -185,7 +185,7 @@ class DCGANBudget(Budget):
     pool: int  # rendered training images
     eval: int  # samples (and real renders per set) for the metrics
     lr: float
-    width: int  # g_width = d_width
+    width: int  # G's width, and D's unless d_width is set
     resolution: int = 32
     style: str | None = None  # one style, or None for all six
     betas: tuple[float, float] = (0.5, 0.999)  # Adam's; the paper's
@@ -474,7 +474,7 @@ BUDGETS: dict[str, Row] = {
         "as dcgan_conditional, now dcgan_conditional_g32 (test FD 29.7, confident 51 %); the same with G twice as "
         "wide (width=64, d_width=32: 1.3x the time per step, 71 to 83 minutes on one thread) replaced it, chosen "
         "by its validation FD (benchmarks/dcgan_selection.py, spokenstyle/shipped/benchmarks/dcgan-selection-cpu.json): "
-        "test FD 26.2, confident 52 %, the style read as asked in 97 % or more of every style's samples."),
+        "test FD 26.2, confident 52 %, the style read as asked in more than 96 % of every style's samples."),
     "ch3_value": Row(ValueBudget(samples=200_000), ValueBudget(samples=1_000_000),
                      "chapter 3: Monte-Carlo samples for V(D, G)"),
     "ch3_dstar": Row(DStarBudget(steps=1000, batch_size=1024), DStarBudget(steps=2000, batch_size=8192),

@@ -50,3 +50,21 @@ def test_a_damaged_run_is_not_shipped(tmp_path):
     with pytest.raises(CheckpointError):
         ship_run.ship(run, "x", root=tmp_path)
     assert not (tmp_path / "spokenstyle" / "shipped" / "checkpoints" / "x").exists()
+
+
+def test_a_copy_damaged_on_the_way_is_removed(tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    manifest = _run(run, "spokenstyle train x --out /tmp/run")
+    (name,) = manifest["files"]
+    copytree = ship_run.shutil.copytree
+
+    def damaging_copy(src, dst, **kwargs):  # the disk corrupts the copy, not the source
+        out = copytree(src, dst, **kwargs)
+        (Path(dst) / name).write_bytes(b"flipped bits")
+        return out
+
+    monkeypatch.setattr(ship_run.shutil, "copytree", damaging_copy)
+    with pytest.raises(CheckpointError):
+        ship_run.ship(run, "x", root=tmp_path)
+    shipped = tmp_path / "spokenstyle" / "shipped" / "checkpoints"
+    assert sorted(p.name for p in shipped.iterdir()) == []  # neither x nor a staging folder

@@ -56,10 +56,11 @@ def ship(run: str | Path, name: str, root: str | Path = ROOT) -> Path:
     manifest["command"] = shipped_command(before["command"], str(relative))
     manifest["extra"] = {**before.get("extra", {}), "command_as_run": {"command": before["command"], "note": NOTE}}
     atomic_write_bytes(staging / MANIFEST, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
-    after = load_checkpoint(staging).manifest  # verifies the copied weights against the manifest again
-    if after["files"] != before["files"]:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise RuntimeError(f"the weights listed in {staging} differ from {run}'s: nothing was shipped")
+    try:
+        load_checkpoint(staging)  # the copy's weights against the (same) sha256 again
+    except Exception:
+        shutil.rmtree(staging, ignore_errors=True)  # a damaged copy is never left where shipped() would list it
+        raise
     old = target.with_name(f".{name}.old")
     shutil.rmtree(old, ignore_errors=True)
     if target.exists():

@@ -472,7 +472,7 @@ BUDGETS: dict[str, Row] = {
         "wider pair and several times the steps. The class-conditional pair of issue 36 (n_classes=6, "
         "augment=translation, this budget otherwise; about 62 minutes on one shared thread) was shipped beside it "
         "as dcgan_conditional, now dcgan_conditional_g32 (test FD 29.7, confident 51 %); the same with G twice as "
-        "wide (width=64, d_width=32: 1.3x the time per step, 71 to 83 minutes on one thread) replaced it, chosen "
+        "wide (width=64, d_width=32: 4,264 s against 3,708 s on one thread, 1.15x) replaced it, chosen "
         "by its validation FD (benchmarks/dcgan_selection.py, spokenstyle/shipped/benchmarks/dcgan-selection-cpu.json): "
         "test FD 26.2, confident 52 %, the style read as asked in more than 96 % of every style's samples."),
     "ch3_value": Row(ValueBudget(samples=200_000), ValueBudget(samples=1_000_000),

@@ -166,9 +166,16 @@ def sample_sheet(out: Path, runs: list[dict], path: Path, n: int = 6) -> None:
 
 def merge_runs(recorded: list[dict], new: list[dict]) -> list[dict]:
     """The runs of an earlier record with the new run folders' runs; a new run replaces a recorded one of the
-    same variant and seed (run folders are wiped between machines; the record keeps what they scored)."""
+    same variant and seed (run folders are wiped between machines; the record keeps what they scored).
+    Runs of different lengths are not comparable, so every run must have the same ``steps``."""
     fresh = {(r["variant"], r["seed"]) for r in new}
-    return [r for r in recorded if (r["variant"], r["seed"]) not in fresh] + new
+    merged = [r for r in recorded if (r["variant"], r["seed"]) not in fresh] + new
+    lengths = {r.get("steps") for r in merged}
+    if len(lengths) > 1:
+        by_length = {n: sorted(f"{r['variant']} seed {r['seed']}" for r in merged if r.get("steps") == n) for n in lengths}
+        raise ValueError(f"the runs to merge were trained for different numbers of steps: {by_length}; "
+                         "an ablation compares runs of one length (train the odd ones again with the record's steps)")
+    return merged
 
 
 def collect(args: argparse.Namespace) -> None:

@@ -60,9 +60,16 @@ def test_merge_keeps_the_record_and_lets_a_new_run_replace_its_twin(tmp_path):
     _save(tmp_path, "skip", 1, 0.4)
     _save(tmp_path, "shipped", 0, 0.9)
     new = ta.read_runs(tmp_path)
-    recorded = [{"variant": "shipped", "seed": 0, "validation": {"AB_content_accuracy": 0.1}},
-                {"variant": "skip", "seed": 0, "validation": {"AB_content_accuracy": 0.3}}]
+    recorded = [{"variant": "shipped", "seed": 0, "steps": 3000, "validation": {"AB_content_accuracy": 0.1}},
+                {"variant": "skip", "seed": 0, "steps": 3000, "validation": {"AB_content_accuracy": 0.3}}]
     merged = ta.merge_runs(recorded, new)
     assert sorted((r["variant"], r["seed"]) for r in merged) == [("shipped", 0), ("skip", 0), ("skip", 1)]
     shipped, = [r for r in merged if r["variant"] == "shipped"]
     assert shipped["validation"]["AB_content_accuracy"] == pytest.approx(0.9)  # the new run, not the record's
+
+
+def test_merge_refuses_runs_of_another_length(tmp_path):
+    _save(tmp_path, "skip", 1, 0.4)  # 3,000 steps
+    recorded = [{"variant": "shipped", "seed": 0, "steps": 12000, "validation": {"AB_content_accuracy": 0.1}}]
+    with pytest.raises(ValueError, match="different numbers of steps.*12000.*shipped seed 0"):
+        ta.merge_runs(recorded, ta.read_runs(tmp_path))

@@ -33,4 +33,4 @@ def test_a_candidate_keeps_validation_and_test_apart():
 def test_the_recorded_runs_are_candidates():
     record = json.loads((ROOT / "spokenstyle/shipped/benchmarks/dcgan-runs-cpu.json").read_text())
     rows = {k: sel.candidate(m) for k, m in record["runs"].items()}
-    assert {"cond", "cond_translation", "cond_translation_g64"} <= set(rows)
+    assert {"cond", "cond_translation", "cond_translation_g64", "cond_translation_g64_48k"} <= set(rows)

@@ -476,8 +476,10 @@ BUDGETS: dict[str, Row] = {
         "confident 52 %), and the same for twice the steps (steps=48000) on two threads (5,595 s) replaced that, "
         "chosen by its validation FD (benchmarks/dcgan_selection.py, spokenstyle/shipped/benchmarks/dcgan-selection-cpu.json): "
         "test FD 24.6, confident 59 %, the style read as asked in more than 97 % of every style's samples. Its own FD "
-        "curve did not fall after step 24,000 (22.5 there, 24.6 at the end): the longer run won by being a better run "
-        "from early on, not by its second half; a decaying learning rate or TTUR over the long run would be next."),
+        "curve (test reference) was lowest at step 30,000 (22.4) and rose to 24.6 as its decaying learning rate "
+        "ran out; with one run per recipe the gain cannot be split between the slower schedule and the run itself "
+        "(two threads make another run). TTUR, several seeds, and choosing the step by a validation FD curve "
+        "would be next."),
     "ch3_value": Row(ValueBudget(samples=200_000), ValueBudget(samples=1_000_000),
                      "chapter 3: Monte-Carlo samples for V(D, G)"),
     "ch3_dstar": Row(DStarBudget(steps=1000, batch_size=1024), DStarBudget(steps=2000, batch_size=8192),

@@ -26,7 +26,8 @@ from spokenstyle.budgets import BUDGETS
 from spokenstyle.data import pool_batches, real_renders
 from spokenstyle.recipes.dcgan import config_for, initial_model, train_dcgan
 
-OVERRIDES = {"n_classes": 6, "augment": "translation", "width": 64, "d_width": 32}  # the shipped run's --set
+# the shipped recipe's --set, its steps=48000 aside (one_run passes its own steps)
+OVERRIDES = {"n_classes": 6, "augment": "translation", "width": 64, "d_width": 32}
 
 
 def digest(state: dict[str, torch.Tensor]) -> str:

@@ -6,7 +6,7 @@ after the copy), writes the command with its ``--out`` as the shipped folder rel
 and keeps the command as it ran under ``extra["command_as_run"]``. The new folder replaces the old one
 in one rename, so a reader never sees half a checkpoint::
 
-    python tools/ship_run.py /work/exp/dcgan/cond_tr_g64 dcgan_conditional
+    python tools/ship_run.py /path/to/scratch/RUN_DIR dcgan_conditional
 """
 
 from __future__ import annotations

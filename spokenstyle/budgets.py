@@ -203,6 +203,7 @@ class DCGANBudget(Budget):
     r1: float = 0.0  # weight of the R1 penalty on the real pictures
     d_lr: float = 0.0  # D's learning rate; 0: ``lr`` (two time-scales, Heusel et al. 2017: D faster than G)
     init: str = ""  # a checkpoint (shipped name or folder) to fine-tune instead of DCGAN's random init
+    keep: str = "last"  # "last": ship the final average of G; "best_val": the average at the curve step of lowest FD on validation scenes
 
 
 @dataclass(frozen=True)

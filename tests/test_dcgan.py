@@ -324,3 +324,48 @@ def test_fine_tuning_starts_from_a_checkpoint_of_the_same_architecture(tmp_path)
     assert not all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), trained.state_dict().values()))
     with pytest.raises(ValueError, match="g_width 4 \\(budget: 8\\).*n_classes 3 \\(budget: 0\\)"):
         rdc.initial_model(dc.DCGANConfig(**dict(COND, g_width=8, n_classes=0)), tmp_path / "trained")
+
+
+@pytest.mark.parametrize("change, message", [(dict(keep="best"), "keep must be 'last' or 'best_val'"),
+                                             (dict(keep="best_val", curve_every=0), "curve_every > 0 and ema"),
+                                             (dict(keep="best_val", ema=None), "curve_every > 0 and ema")])
+def test_keep_is_checked(change, message):
+    from spokenstyle.budgets import BUDGETS
+    fast = BUDGETS["dcgan_all_styles"].fast
+    assert rdc.check_keep(fast) is False and rdc.check_keep(fast.replace(keep="best_val")) is True
+    with pytest.raises(ValueError, match=message):
+        rdc.check_keep(fast.replace(**change))
+
+
+def test_keep_if_best_writes_only_a_new_lowest_validation_fd(tmp_path):
+    from safetensors.torch import load_file
+    history, path = {}, tmp_path / rdc.BEST_VAL_FILE
+    torch.manual_seed(0)
+    first, second, third = (dc.dcgan(**TINY).G for _ in range(3))
+    assert rdc.keep_if_best(history, 30, 12.0, first, path)
+    assert not rdc.keep_if_best(history, 60, 12.5, second, path)  # worse: the file keeps the first
+    assert all(torch.equal(v, first.state_dict()[k]) for k, v in load_file(path).items())
+    assert rdc.keep_if_best(history, 90, 11.0, third, path)
+    assert all(torch.equal(v, third.state_dict()[k]) for k, v in load_file(path).items())
+    assert history == {"val_fd_curve": [[30, 12.0], [60, 12.5], [90, 11.0]], "best_val": [90, 11.0]}
+
+
+@pytest.mark.slow
+def test_recipe_keeps_the_best_validation_step(tmp_path, monkeypatch):
+    """`--set dcgan_all_styles.keep=best_val`: the manifest names the kept step, the one of lowest
+    validation FD on its curve, and the shipped weights are that step's average."""
+    if "features" not in checkpoints.shipped():
+        pytest.skip("the recipe evaluates with the shipped feature extractor")
+    monkeypatch.setenv("SPOKENSTYLE_CACHE", str(tmp_path / "cache"))
+    args = ["train", "dcgan", "--profile", "fast", "--device", "cpu", "--set", "dcgan_all_styles.curve_every=20"]
+    monkeypatch.setattr("sys.argv", ["spokenstyle", *args])
+    assert cli.main([*args, "--out", str(tmp_path / "last")]) == 0
+    assert cli.main([*args, "dcgan_all_styles.keep=best_val", "--out", str(tmp_path / "best")]) == 0
+    last, best = (checkpoints.read_manifest(tmp_path / name) for name in ("last", "best"))
+    curve = best["extra"]["val_fd_curve"]
+    assert [step for step, _ in curve] == [20, 40, 60] and "kept_step" not in last["extra"]
+    assert best["extra"]["kept_step"] == min(curve, key=lambda row: row[1])[0]
+    assert best["extra"]["fd_curve"] == last["extra"]["fd_curve"]  # choosing changes nothing in training
+    G_last, G_best = (dc.dcgan_generator(weights=tmp_path / name).state_dict() for name in ("last", "best"))
+    same = all(torch.equal(G_last[k], G_best[k]) for k in G_last)
+    assert same == (best["extra"]["kept_step"] == 60)

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file
+from safetensors.torch import save as save_safetensors
 from torch import nn
 
 from .. import checkpoints, losses
@@ -33,7 +35,7 @@ from ..runtime import Runtime
 from ..train import TrainConfig, Trainer, ema_update_, unwrap
 
 __all__ = ["gan_step", "adam_optimizers", "train_dcgan", "config_for", "initial_model", "d_outputs",
-           "validation_scores", "train"]
+           "validation_scores", "check_keep", "keep_if_best", "train"]
 
 
 def gan_step(t, batch: torch.Tensor | tuple[torch.Tensor, torch.Tensor], step: int, *, loss: str = "non_saturating",
@@ -204,6 +206,35 @@ def validation_scores(G: nn.Module, extractor: nn.Module, *, n: int, size: int, 
     return {f"val_{k}": v for k, v in report.as_dict().items()}
 
 
+BEST_VAL_FILE = "best_val_G.safetensors"  # in the run folder: the average of G at the best validation step
+
+
+def check_keep(b: DCGANBudget) -> bool:
+    """Whether the budget asks to ship the best step on validation scenes (``keep="best_val"``)
+    rather than the last one; refuses a ``keep`` it does not know, or ``best_val`` without the
+    average of G and an FD curve to choose from."""
+    if b.keep not in ("last", "best_val"):
+        raise ValueError(f"keep must be 'last' or 'best_val', got {b.keep!r}")
+    if b.keep == "best_val" and not (b.curve_every and b.ema):
+        raise ValueError("keep='best_val' chooses among the average's FD curve: it needs curve_every > 0 and ema "
+                         f"(got curve_every={b.curve_every}, ema={b.ema})")
+    return b.keep == "best_val"
+
+
+def keep_if_best(history: dict, step: int, val_fd: float, G_ema: nn.Module, path: Path) -> bool:
+    """Appends ``[step, val_fd]`` to ``history["val_fd_curve"]``; if it is the lowest so far, writes
+    ``G_ema``'s weights to ``path`` (atomically: a run killed mid-write resumes with the previous
+    best) and sets ``history["best_val"] = [step, val_fd]``. Returns whether it was the best."""
+    history.setdefault("val_fd_curve", []).append([step, val_fd])
+    best = history.get("best_val")
+    if best is not None and best[1] <= val_fd:
+        return False
+    state = {k: v.detach().cpu().contiguous() for k, v in G_ema.state_dict().items()}
+    checkpoints.atomic_write_bytes(path, save_safetensors(state))
+    history["best_val"] = [step, val_fd]
+    return True
+
+
 def train(out_dir: str | Path, *, runtime: Runtime) -> dict[str, Any]:
     """``spokenstyle train dcgan``: a 32 px DCGAN on every ShapeScenes style, evaluated with the
     metric feature extractor against the real-vs-real baseline, saved to ``out_dir``.
@@ -219,9 +250,15 @@ def train(out_dir: str | Path, *, runtime: Runtime) -> dict[str, Any]:
     :func:`d_outputs`). The manifest also holds the
     scores on the ``validation`` seed range (:func:`validation_scores`: what runs are compared
     by) and, per style, the share, confident share and (conditional) style accuracy of the samples.
+
+    With ``keep="best_val"`` each curve step also measures the average's FD against a third set of
+    validation renders (``extra["val_fd_curve"]``), and the average at the step where it was lowest
+    is shipped (``extra["kept_step"]``) instead of the last one: the step is chosen without the test
+    sets, and on validation renders that :func:`validation_scores` does not use.
     """
     b = runtime.budget("dcgan_all_styles")
     style = b.style or None
+    keep_best = check_keep(b)
     images, _, styles = real_renders(b.pool, split="train", style=style, size=b.resolution)
     config = config_for(b)
     model = initial_model(config, b.init)
@@ -232,15 +269,26 @@ def train(out_dir: str | Path, *, runtime: Runtime) -> dict[str, Any]:
     unseen, _, unseen_styles = real_renders(min(b.eval, b.pool), split="validation", style=style, size=b.resolution)
     seen, seen_styles = images[: unseen.shape[0]], styles[: unseen.shape[0]]
 
-    def fd_of(G: nn.Module) -> float:  # FD of eval samples of one generator, fixed latents
+    # keep="best_val": the step is chosen on a third validation set (offset 2 * eval), disjoint from the
+    # two that validation_scores compares runs on, so choosing the step does not flatter the run's val FD
+    val_reference = (extract_features(extractor, real_renders(b.eval, split="validation", style=style,
+                                                              size=b.resolution, offset=2 * b.eval)[0].to(runtime.device))
+                     if keep_best else None)
+    best_path = run_dir / BEST_VAL_FILE
+
+    def features_of(G: nn.Module) -> torch.Tensor:  # features of eval samples of one generator, fixed latents
         fake = G.generate(b.eval, y=_classes(G, b.eval, style), generator=torch.Generator().manual_seed(runtime.seed))
-        return frechet_distance(reference, extract_features(extractor, fake))
+        return extract_features(extractor, fake)
 
     def record_fd(trainer, step: int) -> None:  # a Trainer callback; the curves live in the history (resumable)
         G, G_ema = unwrap(trainer.modules["G"]), trainer.modules.get("G_ema")
         curve = trainer.history.setdefault("fd_curve", [])
         if not curve or curve[-1][0] != step:
-            curve.append([step, fd_of(G), fd_of(G_ema) if G_ema is not None else None])
+            feats_ema = features_of(G_ema) if G_ema is not None else None
+            curve.append([step, frechet_distance(reference, features_of(G)),
+                          frechet_distance(reference, feats_ema) if feats_ema is not None else None])
+            if keep_best:
+                keep_if_best(trainer.history, step, frechet_distance(val_reference, feats_ema), G_ema, best_path)
         labels = (seen_styles, unseen_styles) if config.conditional else (None, None)
         gap = trainer.history.setdefault("d_outputs", [])
         if not gap or gap[-1][0] != step:
@@ -257,6 +305,8 @@ def train(out_dir: str | Path, *, runtime: Runtime) -> dict[str, Any]:
     train_seconds = time.perf_counter() - t0  # the FD curve's measurements included
     if g_ema is not None:
         model.G.load_state_dict(g_ema.state_dict())  # ship the average: it is what samples come from
+    if keep_best:  # ... at the step where it was closest to the validation scenes
+        model.G.load_state_dict(load_file(best_path, device=str(runtime.device)))
     requested = _classes(model.G, b.eval, style)
     if requested is None and config.conditional:
         requested = torch.arange(b.eval) % config.n_classes  # what generate draws by default
@@ -287,6 +337,8 @@ def train(out_dir: str | Path, *, runtime: Runtime) -> dict[str, Any]:
                                  **({"init": {"from": b.init, "command": checkpoints.read_manifest(
                                      checkpoints.resolve(b.init))["command"]}} if b.init else {}),
                                  "fd_curve": history.get("fd_curve", []),
+                                 **({"val_fd_curve": history.get("val_fd_curve", []),
+                                     "kept_step": history.get("best_val")[0]} if keep_best else {}),
                                  "d_outputs": history.get("d_outputs", [])})
     shutil.rmtree(run_dir, ignore_errors=True)
     return scores

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import math
 import shutil
 import time
 from dataclasses import asdict
@@ -35,7 +36,8 @@ from ..runtime import Runtime
 from ..train import TrainConfig, Trainer, ema_update_, unwrap
 
 __all__ = ["gan_step", "adam_optimizers", "train_dcgan", "config_for", "initial_model", "d_outputs",
-           "validation_scores", "check_keep", "keep_if_best", "train"]
+           "validation_scores", "check_keep", "best_val_file", "keep_if_best",
+           "load_best_val", "train"]
 
 
 def gan_step(t, batch: torch.Tensor | tuple[torch.Tensor, torch.Tensor], step: int, *, loss: str = "non_saturating",
@@ -206,7 +208,14 @@ def validation_scores(G: nn.Module, extractor: nn.Module, *, n: int, size: int, 
     return {f"val_{k}": v for k, v in report.as_dict().items()}
 
 
-BEST_VAL_FILE = "best_val_G.safetensors"  # in the run folder: the average of G at the best validation step
+BEST_VAL_DIR = "best_val"  # in the run folder: the average of G at each new best validation step
+
+
+def best_val_file(folder: Path, step: int) -> Path:
+    """Where :func:`keep_if_best` keeps the average of G at ``step``: one file per step, in a
+    subfolder of the run folder (a training checkpoint replaces the run folder's own weights files,
+    not these), so a run resumed from an older checkpoint still finds the step its history names."""
+    return Path(folder) / f"G-{step:08d}.safetensors"
 
 
 def check_keep(b: DCGANBudget) -> bool:
@@ -221,18 +230,26 @@ def check_keep(b: DCGANBudget) -> bool:
     return b.keep == "best_val"
 
 
-def keep_if_best(history: dict, step: int, val_fd: float, G_ema: nn.Module, path: Path) -> bool:
+def keep_if_best(history: dict, step: int, val_fd: float, G_ema: nn.Module, folder: Path) -> bool:
     """Appends ``[step, val_fd]`` to ``history["val_fd_curve"]``; if it is the lowest so far, writes
-    ``G_ema``'s weights to ``path`` (atomically: a run killed mid-write resumes with the previous
-    best) and sets ``history["best_val"] = [step, val_fd]``. Returns whether it was the best."""
+    ``G_ema``'s weights to :func:`best_val_file` (atomically) and sets ``history["best_val"] =
+    [step, val_fd]``. A NaN FD (a diverged step) is recorded but never kept. Returns whether it was
+    the best."""
     history.setdefault("val_fd_curve", []).append([step, val_fd])
     best = history.get("best_val")
-    if best is not None and best[1] <= val_fd:
+    if math.isnan(val_fd) or (best is not None and not val_fd < best[1]):
         return False
     state = {k: v.detach().cpu().contiguous() for k, v in G_ema.state_dict().items()}
-    checkpoints.atomic_write_bytes(path, save_safetensors(state))
+    checkpoints.atomic_write_bytes(best_val_file(folder, step), save_safetensors(state))
     history["best_val"] = [step, val_fd]
     return True
+
+
+def load_best_val(history: dict, folder: Path, device: str) -> dict[str, torch.Tensor]:
+    """The weights :func:`keep_if_best` kept for the step ``history["best_val"]`` names."""
+    if not history.get("best_val"):
+        raise RuntimeError("keep='best_val': no curve step had a finite validation FD, so there is no step to keep")
+    return load_file(best_val_file(folder, history["best_val"][0]), device=device)
 
 
 def train(out_dir: str | Path, *, runtime: Runtime) -> dict[str, Any]:
@@ -274,7 +291,7 @@ def train(out_dir: str | Path, *, runtime: Runtime) -> dict[str, Any]:
     val_reference = (extract_features(extractor, real_renders(b.eval, split="validation", style=style,
                                                               size=b.resolution, offset=2 * b.eval)[0].to(runtime.device))
                      if keep_best else None)
-    best_path = run_dir / BEST_VAL_FILE
+    best_dir = run_dir / BEST_VAL_DIR
 
     def features_of(G: nn.Module) -> torch.Tensor:  # features of eval samples of one generator, fixed latents
         fake = G.generate(b.eval, y=_classes(G, b.eval, style), generator=torch.Generator().manual_seed(runtime.seed))
@@ -288,7 +305,7 @@ def train(out_dir: str | Path, *, runtime: Runtime) -> dict[str, Any]:
             curve.append([step, frechet_distance(reference, features_of(G)),
                           frechet_distance(reference, feats_ema) if feats_ema is not None else None])
             if keep_best:
-                keep_if_best(trainer.history, step, frechet_distance(val_reference, feats_ema), G_ema, best_path)
+                keep_if_best(trainer.history, step, frechet_distance(val_reference, feats_ema), G_ema, best_dir)
         labels = (seen_styles, unseen_styles) if config.conditional else (None, None)
         gap = trainer.history.setdefault("d_outputs", [])
         if not gap or gap[-1][0] != step:
@@ -306,7 +323,7 @@ def train(out_dir: str | Path, *, runtime: Runtime) -> dict[str, Any]:
     if g_ema is not None:
         model.G.load_state_dict(g_ema.state_dict())  # ship the average: it is what samples come from
     if keep_best:  # ... at the step where it was closest to the validation scenes
-        model.G.load_state_dict(load_file(best_path, device=str(runtime.device)))
+        model.G.load_state_dict(load_best_val(history, best_dir, str(runtime.device)))
     requested = _classes(model.G, b.eval, style)
     if requested is None and config.conditional:
         requested = torch.arange(b.eval) % config.n_classes  # what generate draws by default

@@ -338,20 +338,22 @@ def test_keep_is_checked(change, message):
 
 
 def test_keep_if_best_writes_only_a_new_lowest_validation_fd(tmp_path):
-    from safetensors.torch import load_file
     history = {}
     torch.manual_seed(0)
     first, second, third = (dc.dcgan(**TINY).G for _ in range(3))
     assert rdc.keep_if_best(history, 30, 12.0, first, tmp_path)
     assert not rdc.keep_if_best(history, 60, 12.5, second, tmp_path)  # worse: nothing written
     assert not rdc.keep_if_best(history, 75, float("nan"), second, tmp_path)  # diverged: never kept
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["G-00000030.safetensors"]
-    assert all(torch.equal(v, first.state_dict()[k]) for k, v in rdc.load_best_val(history, tmp_path, "cpu").items())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["G-00000030"]
+    loaded = dc.dcgan(**TINY).G
+    assert rdc.load_best_val(history, tmp_path, loaded) == 30
+    assert all(torch.equal(v, first.state_dict()[k]) for k, v in loaded.state_dict().items())
     assert rdc.keep_if_best(history, 90, 11.0, third, tmp_path)
-    assert all(torch.equal(v, third.state_dict()[k]) for k, v in load_file(rdc.best_val_file(tmp_path, 90)).items())
+    assert rdc.load_best_val(history, tmp_path, loaded) == 90
+    assert all(torch.equal(v, third.state_dict()[k]) for k, v in loaded.state_dict().items())
     assert history["val_fd_curve"][:2] == [[30, 12.0], [60, 12.5]] and history["best_val"] == [90, 11.0]
     with pytest.raises(RuntimeError, match="no curve step had a finite validation FD"):
-        rdc.load_best_val({"val_fd_curve": [[30, float("nan")]]}, tmp_path, "cpu")
+        rdc.load_best_val({"val_fd_curve": [[30, float("nan")]]}, tmp_path, loaded)
 
 
 def test_the_best_step_survives_a_training_checkpoint(tmp_path):
@@ -363,7 +365,7 @@ def test_the_best_step_survives_a_training_checkpoint(tmp_path):
     checkpoints.save_checkpoint(tmp_path, {"w": torch.zeros(2)}, filename="step-00000020.safetensors")
     checkpoints.save_checkpoint(tmp_path, {"w": torch.ones(2)}, filename="step-00000040.safetensors")
     assert sorted(p.name for p in tmp_path.glob("*.safetensors")) == ["step-00000040.safetensors"]
-    assert rdc.best_val_file(tmp_path / rdc.BEST_VAL_DIR, 20).exists()
+    assert checkpoints.load_checkpoint(rdc.best_val_dir(tmp_path / rdc.BEST_VAL_DIR, 20)).manifest["extra"]["step"] == 20
 
 
 @pytest.mark.slow

@@ -19,8 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file
-from safetensors.torch import save as save_safetensors
 from torch import nn
 
 from .. import checkpoints, losses
@@ -36,7 +34,7 @@ from ..runtime import Runtime
 from ..train import TrainConfig, Trainer, ema_update_, unwrap
 
 __all__ = ["gan_step", "adam_optimizers", "train_dcgan", "config_for", "initial_model", "d_outputs",
-           "validation_scores", "check_keep", "best_val_file", "keep_if_best",
+           "validation_scores", "check_keep", "best_val_dir", "keep_if_best",
            "load_best_val", "train"]
 
 
@@ -211,11 +209,11 @@ def validation_scores(G: nn.Module, extractor: nn.Module, *, n: int, size: int, 
 BEST_VAL_DIR = "best_val"  # in the run folder: the average of G at each new best validation step
 
 
-def best_val_file(folder: Path, step: int) -> Path:
-    """Where :func:`keep_if_best` keeps the average of G at ``step``: one file per step, in a
-    subfolder of the run folder (a training checkpoint replaces the run folder's own weights files,
-    not these), so a run resumed from an older checkpoint still finds the step its history names."""
-    return Path(folder) / f"G-{step:08d}.safetensors"
+def best_val_dir(folder: Path, step: int) -> Path:
+    """Where :func:`keep_if_best` keeps the average of G at ``step``: one checkpoint folder per step,
+    below the run folder (a training checkpoint replaces the run folder's own weights files, not
+    these), so a run resumed from an older checkpoint still finds the step its history names."""
+    return Path(folder) / f"G-{step:08d}"
 
 
 def check_keep(b: DCGANBudget) -> bool:
@@ -231,25 +229,27 @@ def check_keep(b: DCGANBudget) -> bool:
 
 
 def keep_if_best(history: dict, step: int, val_fd: float, G_ema: nn.Module, folder: Path) -> bool:
-    """Appends ``[step, val_fd]`` to ``history["val_fd_curve"]``; if it is the lowest so far, writes
-    ``G_ema``'s weights to :func:`best_val_file` (atomically) and sets ``history["best_val"] =
-    [step, val_fd]``. A NaN FD (a diverged step) is recorded but never kept. Returns whether it was
+    """Appends ``[step, val_fd]`` to ``history["val_fd_curve"]``; if it is the lowest so far, saves
+    ``G_ema`` to :func:`best_val_dir` (:func:`~spokenstyle.checkpoints.save_pretrained`: atomic,
+    sha256 in its manifest) and sets ``history["best_val"] = [step, val_fd]``. A NaN FD (a diverged step) is recorded but never kept. Returns whether it was
     the best."""
     history.setdefault("val_fd_curve", []).append([step, val_fd])
     best = history.get("best_val")
     if math.isnan(val_fd) or (best is not None and not val_fd < best[1]):
         return False
-    state = {k: v.detach().cpu().contiguous() for k, v in G_ema.state_dict().items()}
-    checkpoints.atomic_write_bytes(best_val_file(folder, step), save_safetensors(state))
+    checkpoints.save_pretrained(G_ema, best_val_dir(folder, step), extra={"step": step, "val_fd": val_fd})
     history["best_val"] = [step, val_fd]
     return True
 
 
-def load_best_val(history: dict, folder: Path, device: str) -> dict[str, torch.Tensor]:
-    """The weights :func:`keep_if_best` kept for the step ``history["best_val"]`` names."""
+def load_best_val(history: dict, folder: Path, G: nn.Module) -> int:
+    """Loads into ``G`` the average :func:`keep_if_best` kept for the step ``history["best_val"]``
+    names (verified by :func:`~spokenstyle.checkpoints.load_pretrained`); returns that step."""
     if not history.get("best_val"):
         raise RuntimeError("keep='best_val': no curve step had a finite validation FD, so there is no step to keep")
-    return load_file(best_val_file(folder, history["best_val"][0]), device=device)
+    step = history["best_val"][0]
+    checkpoints.load_pretrained(G, best_val_dir(folder, step))
+    return step
 
 
 def train(out_dir: str | Path, *, runtime: Runtime) -> dict[str, Any]:
@@ -323,7 +323,7 @@ def train(out_dir: str | Path, *, runtime: Runtime) -> dict[str, Any]:
     if g_ema is not None:
         model.G.load_state_dict(g_ema.state_dict())  # ship the average: it is what samples come from
     if keep_best:  # ... at the step where it was closest to the validation scenes
-        model.G.load_state_dict(load_best_val(history, best_dir, str(runtime.device)))
+        load_best_val(history, best_dir, model.G)
     requested = _classes(model.G, b.eval, style)
     if requested is None and config.conditional:
         requested = torch.arange(b.eval) % config.n_classes  # what generate draws by default

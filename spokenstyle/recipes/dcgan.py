@@ -231,8 +231,8 @@ def check_keep(b: DCGANBudget) -> bool:
 def keep_if_best(history: dict, step: int, val_fd: float, G_ema: nn.Module, folder: Path) -> bool:
     """Appends ``[step, val_fd]`` to ``history["val_fd_curve"]``; if it is the lowest so far, saves
     ``G_ema`` to :func:`best_val_dir` (:func:`~spokenstyle.checkpoints.save_pretrained`: atomic,
-    sha256 in its manifest) and sets ``history["best_val"] = [step, val_fd]``. A NaN FD (a diverged step) is recorded but never kept. Returns whether it was
-    the best."""
+    sha256 in its manifest) and sets ``history["best_val"] = [step, val_fd]``. A NaN FD (a diverged
+    step) is recorded but never kept. Returns whether it was the best."""
     history.setdefault("val_fd_curve", []).append([step, val_fd])
     best = history.get("best_val")
     if math.isnan(val_fd) or (best is not None and not val_fd < best[1]):

@@ -101,6 +101,33 @@ def test_generate_returns_unit_range_and_restores_mode():
         G.generate()
 
 
+def test_truncated_normal_matches_scipy():
+    from scipy import stats
+
+    for psi in (0.5, 1.0, 2.0):
+        z = dc.truncated_normal((20_000,), psi, torch.Generator().manual_seed(0))
+        assert z.dtype == torch.float32 and z.abs().max() <= psi
+        ks = stats.kstest(z.double().numpy(), stats.truncnorm(-psi, psi).cdf)
+        assert ks.pvalue > 1e-3, (psi, ks)
+        assert abs(z.var().item() - stats.truncnorm(-psi, psi).var()) < 0.02
+    tiny = dc.truncated_normal((1000,), 1e-6)  # inverse CDF: no rejection loop, exact for a small psi
+    assert tiny.abs().max() <= 1e-6 and tiny.std() > 0
+    for bad in (0, -1.0, float("nan"), float("inf"), True, "1"):
+        with pytest.raises(ValueError, match="truncation must be a positive finite number"):
+            dc.truncated_normal((3,), bad)
+
+
+def test_generate_with_truncation():
+    G = dc.dcgan_generator(**TINY)
+    z = G.sample_latent(64, truncation=0.5, generator=torch.Generator().manual_seed(3))
+    assert z.shape == (64, G.config.latent_dim) and z.abs().max() <= 0.5
+    assert torch.equal(z, G.sample_latent(64, truncation=0.5, generator=torch.Generator().manual_seed(3)))
+    a = G.generate(4, truncation=0.5, generator=torch.Generator().manual_seed(3))
+    assert torch.allclose(a, G.generate(z=z[:4]), atol=1e-6)  # generate draws the same truncated z
+    with pytest.raises(ValueError, match="truncate a given z"):
+        G.generate(z=z, truncation=0.5)
+
+
 def test_bad_inputs_are_named():
     with pytest.raises(ValueError, match="resolution"):
         dc.DCGANConfig(resolution=48)

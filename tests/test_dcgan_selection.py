@@ -34,3 +34,18 @@ def test_the_recorded_runs_are_candidates():
     record = json.loads((ROOT / "spokenstyle/shipped/benchmarks/dcgan-runs-cpu.json").read_text())
     rows = {k: sel.candidate(m) for k, m in record["runs"].items()}
     assert {"cond", "cond_translation", "cond_translation_g64", "cond_translation_g64_48k"} <= set(rows)
+
+
+def test_the_truncation_benchmark_scores_both_batchnorm_modes(tmp_path):
+    import dcgan_truncation as trunc
+
+    out = tmp_path / "t.json"
+    assert trunc.main(["--psi", "0.5", "--n", "128", "--batch", "64", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert [(r["truncation"], r["batchnorm"]) for r in report["rows"]] == [
+        (None, "running"), (None, "batch"), (0.5, "running"), (0.5, "batch")]
+    assert report["weights"] == "dcgan_conditional" and "spokenstyle train dcgan" in report["made_by"]
+    rows = {(r["truncation"], r["batchnorm"]): r for r in report["rows"]}
+    assert rows[(0.5, "running")]["val_fd"] != rows[(None, "running")]["val_fd"]  # truncation changed the samples
+    with pytest.raises(SystemExit):
+        trunc.main(["--psi", "0", "--json", str(out)])

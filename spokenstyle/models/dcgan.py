@@ -55,6 +55,7 @@ __all__ = [
     "dcgan_init_",
     "to_tanh_range",
     "to_unit_range",
+    "truncated_normal",
     "dcgan_generator",
     "dcgan_discriminator",
     "dcgan",
@@ -237,27 +238,38 @@ class Generator(nn.Module):
         return x
 
     def sample_latent(self, n: int, *, generator: torch.Generator | None = None,
-                      device: torch.device | str | None = None) -> torch.Tensor:
+                      device: torch.device | str | None = None, truncation: float | None = None) -> torch.Tensor:
         """``n`` latent vectors z ~ N(0, I), (n, latent_dim), drawn on the CPU from ``generator``
-        (so the same seed gives the same z on every device) and moved to ``device``."""
+        (so the same seed gives the same z on every device) and moved to ``device``.
+
+        ``truncation`` ψ > 0 draws from the normal truncated to |z_i| <= ψ instead (the "truncation
+        trick" of Brock et al. 2019, which trades diversity for typical samples; see
+        :func:`truncated_normal`). None keeps the full normal the generator was trained on.
+        """
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise ValueError(f"n must be a positive int, got {n!r}")
         device = device if device is not None else next(self.parameters()).device
-        return torch.randn(n, self.config.latent_dim, generator=generator).to(device)
+        shape = (n, self.config.latent_dim)
+        z = torch.randn(shape, generator=generator) if truncation is None else truncated_normal(shape, truncation, generator)
+        return z.to(device)
 
     @torch.no_grad()
     def generate(self, n: int | None = None, *, z: torch.Tensor | None = None, y: torch.Tensor | None = None,
-                 generator: torch.Generator | None = None, batch_size: int = 512) -> torch.Tensor:
+                 generator: torch.Generator | None = None, batch_size: int = 512,
+                 truncation: float | None = None) -> torch.Tensor:
         """Samples as images in [0, 1] (converted from tanh's [-1, 1]), in eval mode, on G's device.
 
-        Give either ``n`` (z drawn from ``generator``) or ``z`` itself. Returns (n, 3, R, R). A
+        Give either ``n`` (z drawn from ``generator``, truncated at ``truncation`` if given: see
+        :meth:`sample_latent`) or ``z`` itself. Returns (n, 3, R, R). A
         conditional G draws classes ``y`` (default: ``i % n_classes`` for sample i, every class
         equally often, as the training data has them). The model's train/eval mode is restored.
         """
         if (n is None) == (z is None):
             raise ValueError("give exactly one of n (number of samples) or z (latent vectors)")
         if z is None:
-            z = self.sample_latent(n, generator=generator)
+            z = self.sample_latent(n, generator=generator, truncation=truncation)
+        elif truncation is not None:
+            raise ValueError("truncation applies to the z that generate draws: truncate a given z with sample_latent")
         device = next(self.parameters()).device
         z = z.to(device)
         if self.config.conditional and y is None:
@@ -274,6 +286,17 @@ class Generator(nn.Module):
         finally:
             self.train(was_training)
         return out
+
+
+def truncated_normal(shape: tuple[int, ...], psi: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Draws of N(0, 1) conditioned on |z| <= psi, by the inverse CDF: z = Φ⁻¹(u) with u uniform on
+    [Φ(-psi), Φ(psi)] (computed in float64, so a small psi stays exact), from ``generator``."""
+    if isinstance(psi, bool) or not isinstance(psi, (int, float)) or not math.isfinite(psi) or psi <= 0:
+        raise ValueError(f"truncation must be a positive finite number (psi, the largest |z_i| kept), got {psi!r}")
+    low = torch.special.ndtr(torch.tensor(-float(psi), dtype=torch.float64))
+    u = torch.rand(shape, generator=generator, dtype=torch.float64)
+    z = torch.special.ndtri(low + u * (1 - 2 * low))
+    return z.clamp(-psi, psi).float()
 
 
 def _leaves(module: nn.Module):

@@ -194,12 +194,14 @@ def _classes(G: nn.Module, n: int, style: str | None) -> torch.Tensor | None:
 
 
 def validation_scores(G: nn.Module, extractor: nn.Module, *, n: int, size: int, seed: int,
-                      style: str | None = None) -> dict[str, float]:
+                      style: str | None = None, truncation: float | None = None) -> dict[str, float]:
     """The scores a selection rule may look at: FD, KID, precision, recall and confident share of
-    ``n`` samples (latents seeded ``seed + 1``, not the test samples' ``seed``) against real renders
-    of the ``validation`` seed range (two disjoint sets: reference and baseline; of one ``style``
-    if given), never the test sets ``real_a`` / ``real_b`` that the manifest's headline scores use."""
-    fake = G.generate(n, y=_classes(G, n, style), generator=torch.Generator().manual_seed(seed + 1))
+    ``n`` samples (latents seeded ``seed + 1``, not the test samples' ``seed``; truncated at
+    ``truncation`` if given) against real renders of the ``validation`` seed range (two disjoint
+    sets: reference and baseline; of one ``style`` if given), never the test sets ``real_a`` /
+    ``real_b`` that the manifest's headline scores use."""
+    fake = G.generate(n, y=_classes(G, n, style), generator=torch.Generator().manual_seed(seed + 1),
+                      truncation=truncation)
     real = (real_renders(n, split="validation", style=style, size=size)[0],
             [real_renders(n, split="validation", style=style, size=size, offset=n)[0]])
     report = evaluate_images(fake, extractor=extractor, real=real, label="validation")

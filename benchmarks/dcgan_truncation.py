@@ -79,13 +79,16 @@ def main(argv: list[str] | None = None) -> int:
     for psi in psis:
         for bn in ("running", "batch"):
             if bn == "running":
-                scores = validation_scores(G, extractor, n=args.n, size=G.config.resolution, seed=args.seed, truncation=psi)
+                scores = validation_scores(G, extractor, n=args.n, size=G.config.resolution, seed=args.seed,
+                                           truncation=psi)
             else:
-                scores = batch_stats_scores(G, extractor, n=args.n, seed=args.seed, truncation=psi, batch=args.batch)
+                scores = batch_stats_scores(G, extractor, n=args.n, seed=args.seed, truncation=psi,
+                                            batch=args.batch)
             rows.append({"truncation": psi, "batchnorm": bn, **scores})
             print(f"psi {str(psi):5s} {bn:8s} val_fd {scores['val_fd']:7.2f}  val_recall {scores['val_recall']:.3f}  "
                   f"val_confident {scores['val_confident']:.3f}", flush=True)
-    command = checkpoints.shipped()[args.weights]["command"] if args.weights in checkpoints.shipped() else args.weights
+    shipped = checkpoints.shipped()
+    command = shipped[args.weights]["command"] if args.weights in shipped else args.weights
     report = {"weights": args.weights, "made_by": command, "n": args.n, "seed": args.seed, "batch": args.batch,
               "torch_threads": torch.get_num_threads(), "rows": rows}
     args.json.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")

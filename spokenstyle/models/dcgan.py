@@ -242,15 +242,18 @@ class Generator(nn.Module):
         """``n`` latent vectors z ~ N(0, I), (n, latent_dim), drawn on the CPU from ``generator``
         (so the same seed gives the same z on every device) and moved to ``device``.
 
-        ``truncation`` ψ > 0 draws from the normal truncated to |z_i| <= ψ instead (the "truncation
-        trick" of Brock et al. 2019, which trades diversity for typical samples; see
+        ``truncation`` ψ > 0 draws from the normal truncated to ``abs(z_i) <= ψ`` instead (the
+        "truncation trick" of Brock et al. 2019, which trades diversity for typical samples; see
         :func:`truncated_normal`). None keeps the full normal the generator was trained on.
         """
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise ValueError(f"n must be a positive int, got {n!r}")
         device = device if device is not None else next(self.parameters()).device
         shape = (n, self.config.latent_dim)
-        z = torch.randn(shape, generator=generator) if truncation is None else truncated_normal(shape, truncation, generator)
+        if truncation is None:
+            z = torch.randn(shape, generator=generator)
+        else:
+            z = truncated_normal(shape, truncation, generator)
         return z.to(device)
 
     @torch.no_grad()
@@ -269,7 +272,8 @@ class Generator(nn.Module):
         if z is None:
             z = self.sample_latent(n, generator=generator, truncation=truncation)
         elif truncation is not None:
-            raise ValueError("truncation applies to the z that generate draws: truncate a given z with sample_latent")
+            raise ValueError("truncation applies to the z that generate draws: "
+                             "truncate a given z with sample_latent")
         device = next(self.parameters()).device
         z = z.to(device)
         if self.config.conditional and y is None:
@@ -289,10 +293,11 @@ class Generator(nn.Module):
 
 
 def truncated_normal(shape: tuple[int, ...], psi: float, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Draws of N(0, 1) conditioned on |z| <= psi, by the inverse CDF: z = Φ⁻¹(u) with u uniform on
-    [Φ(-psi), Φ(psi)] (computed in float64, so a small psi stays exact), from ``generator``."""
+    """Draws of N(0, 1) conditioned on ``abs(z) <= psi``, by the inverse CDF: z = Φ⁻¹(u) with u
+    uniform on [Φ(-psi), Φ(psi)] (computed in float64, so a small psi stays exact), from ``generator``."""
     if isinstance(psi, bool) or not isinstance(psi, (int, float)) or not math.isfinite(psi) or psi <= 0:
-        raise ValueError(f"truncation must be a positive finite number (psi, the largest |z_i| kept), got {psi!r}")
+        raise ValueError("truncation must be a positive finite number (psi, the largest |z_i| kept), "
+                         f"got {psi!r}")
     low = torch.special.ndtr(torch.tensor(-float(psi), dtype=torch.float64))
     u = torch.rand(shape, generator=generator, dtype=torch.float64)
     z = torch.special.ndtri(low + u * (1 - 2 * low))

@@ -485,8 +485,9 @@ BUDGETS: dict[str, Row] = {
         "run each), 0.09 above the long run, so not chosen. R1 with the long schedule and keep=best_val (r1=1.0, "
         "steps=48000, keep=best_val; two threads, 5,995 s) then replaced the long run: kept step 32,000 of 48,000 "
         "(the lowest FD on a third set of validation renders), validation FD 19.3, test FD 19.9 (11.6x real vs "
-        "real), confident 58 %. Several seeds per recipe, to split its gain between R1, the schedule and the run, "
-        "would be next."),
+        "real), confident 58 %. The same command with --seed 1 (two threads, 7,247 s) kept step 36,000: validation "
+        "FD 20.2 (not chosen), test FD 19.0; two runs of one recipe land about a point apart. More seeds per "
+        "recipe, to split the gain between R1, the schedule and the run, would be next."),
     "ch3_value": Row(ValueBudget(samples=200_000), ValueBudget(samples=1_000_000),
                      "chapter 3: Monte-Carlo samples for V(D, G)"),
     "ch3_dstar": Row(DStarBudget(steps=1000, batch_size=1024), DStarBudget(steps=2000, batch_size=8192),
